@@ -1,0 +1,138 @@
+# tierd — plain Makefile. Outputs go under build/ (build/san/ for SANITIZE=1).
+#   make            build everything        make check     unit + kernel tests
+#   make demo       see tiering happen      make bench     benchmarks → bench/results/
+#   make install    DESTDIR/PREFIX aware    make help      this list
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
+SBINDIR  ?= $(PREFIX)/sbin
+LIBDIR   ?= $(PREFIX)/lib
+INCDIR   ?= $(PREFIX)/include
+
+CC       ?= cc
+PKG_CONFIG ?= pkg-config
+SANITIZE ?= 0
+V        ?= 0
+
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else
+BUILD    ?= build
+SANFLAGS :=
+endif
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wno-missing-field-initializers -fPIC -D_GNU_SOURCE $(SANFLAGS)
+CPPFLAGS += -Iinclude -Ilib -Idaemon -Itests/lib
+LDFLAGS  += $(SANFLAGS)
+LIBS_D   := $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null || echo -lsystemd) -lnuma
+LIBS_T   := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
+
+ifeq ($(V),0)
+Q = @
+say = @printf '  %-7s %s\n' $(1) $(2);
+else
+Q =
+say =
+endif
+
+COMMON_SRC := lib/uffd.c lib/proto.c
+DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
+              daemon/log.c
+LIBTIER_SRC := lib/libtier.c
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+TIERD      := $(BUILD)/tierd
+LIBTIER_SO := $(BUILD)/libtier.so.1
+LIBTIER_A  := $(BUILD)/libtier.a
+TOOLS      := $(BUILD)/tierd-demo $(BUILD)/tierd-bench $(BUILD)/tierctl
+
+UNIT_TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
+KERNEL_TESTS := $(patsubst tests/kernel/%.c,$(BUILD)/tests/kernel/%,$(wildcard tests/kernel/test_*.c))
+TEST_HELPERS := $(BUILD)/tests/helpers/tier-client
+
+.PHONY: all check check-unit check-kernel demo bench install clean help
+all: $(TIERD) $(LIBTIER_SO) $(LIBTIER_A) $(TOOLS)
+
+$(BUILD)/obj/%.o: %.c
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(TIERD): $(call obj,$(DAEMON_SRC) $(COMMON_SRC))
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_D)
+
+$(LIBTIER_SO): $(call obj,$(LIBTIER_SRC) $(COMMON_SRC)) lib/libtier.map
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,-soname,libtier.so.1 -Wl,--version-script=lib/libtier.map \
+		-o $@ $(call obj,$(LIBTIER_SRC) $(COMMON_SRC)) -lpthread
+	$(Q)ln -sf libtier.so.1 $(BUILD)/libtier.so
+
+$(LIBTIER_A): $(call obj,$(LIBTIER_SRC) $(COMMON_SRC))
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/tierd-%: $(call obj,tools/tierd-%.c) $(LIBTIER_A)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lnuma -lm
+
+$(BUILD)/tierctl: $(call obj,tools/tierctl.c) $(LIBTIER_A)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+
+# Unit tests link the daemon's pure modules directly.
+UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c $(COMMON_SRC))
+$(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
+	$(call say,LINK,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T)
+
+$(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBTIER_A)
+	$(call say,LINK,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread
+
+$(BUILD)/tests/helpers/%: $(call obj,tests/helpers/%.c tests/lib/harness.c) $(LIBTIER_A)
+	$(call say,LINK,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread
+
+check: all $(UNIT_TESTS) $(KERNEL_TESTS) $(TEST_HELPERS)
+	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(KERNEL_TESTS)
+
+check-unit: $(UNIT_TESTS)
+	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS)
+
+check-kernel: all $(KERNEL_TESTS) $(TEST_HELPERS)
+	$(Q)BUILD=$(BUILD) tests/run.sh $(KERNEL_TESTS)
+
+demo: all
+	$(Q)BUILD=$(BUILD) tools/demo.sh
+
+bench: all
+	$(Q)BUILD=$(BUILD) tools/bench.sh
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/tierd
+	install -m 0755 $(TIERD) $(DESTDIR)$(SBINDIR)/tierd
+	install -m 0755 $(BUILD)/tierctl $(DESTDIR)$(BINDIR)/tierctl
+	install -m 0755 $(LIBTIER_SO) $(DESTDIR)$(LIBDIR)/libtier.so.1
+	ln -sf libtier.so.1 $(DESTDIR)$(LIBDIR)/libtier.so
+	install -m 0644 $(LIBTIER_A) $(DESTDIR)$(LIBDIR)/libtier.a
+	install -m 0644 include/tierd/tier.h include/tierd/proto.h $(DESTDIR)$(INCDIR)/tierd/
+
+clean:
+	rm -rf build
+
+help:
+	@sed -n '2,5p' Makefile | sed 's/^# //'
+	@echo "  SANITIZE=1 builds and tests under ASan/UBSan in build/san/; V=1 shows commands."
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,508 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Attachments (one per process mapping of a segment): validation at attach time, the minor-fault
+ * path (record heat, UFFDIO_CONTINUE), and the sampling windows each epoch.
+ *
+ * Registration strategy (ARCHITECTURE.md §2): for 4K shmem tierd registers only the armed windows,
+ * from its side, on the client's uffd (REG_WINDOWS) — memory outside windows keeps ordinary kernel
+ * faults with fault-around, and forked children start unregistered. A window closes with
+ * UFFDIO_UNREGISTER followed by UFFDIO_WAKE (UNREGISTER alone leaves blocked faults blocked). For
+ * hugetlb the whole mapping is registered once (REG_WHOLE: per-window registration would fragment
+ * hugetlb VMAs for good) and a window closes by UFFDIO_CONTINUE on the pages that were zapped and
+ * not touched.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "../lib/proto.h"
+#include "../lib/uffd.h"
+#include "log.h"
+#include "manager.h"
+
+/* A CONTINUE that keeps answering EAGAIN (mmap changing under it) is retried this often, then the
+ * thread is woken to fault again: it can never be left blocked. */
+#define CONTINUE_MAX_RETRIES 16
+
+static struct segment *segment_find(struct manager *m, dev_t dev, ino_t ino)
+{
+	for (struct segment *s = m->segments; s; s = s->next)
+		if (s->dev == dev && s->ino == ino)
+			return s;
+	return NULL;
+}
+
+static uint64_t segment_window_pages(const struct manager *m, const struct segment *seg)
+{
+	uint64_t w;
+
+	if (seg->kind == TIERD_SEG_HUGETLB)
+		return 1;
+	w = m->cfg.window_bytes / seg->page_size;
+	return w ? w : 1;
+}
+
+static void segment_unlink(struct manager *m, struct segment *seg)
+{
+	for (struct segment **p = &m->segments; *p; p = &(*p)->next)
+		if (*p == seg) {
+			*p = seg->next;
+			m->nsegments--;
+			return;
+		}
+}
+
+int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_attach *msg, int memfd,
+		   int uffd, struct attachment **ret, char *why, size_t whylen)
+{
+	struct memfd_info info;
+	struct attachment *a;
+	struct segment *seg;
+	char maps[64];
+	bool new_seg = false;
+	int r, fl;
+
+	r = memfd_inspect(memfd, &info, why, whylen);
+	if (r < 0)
+		return r;
+	if (msg->kind != info.kind) {
+		snprintf(why, whylen, "segment kind %u does not match the memfd (%s)", msg->kind,
+			 info.kind == TIERD_SEG_HUGETLB ? "hugetlbfs" : "shmem");
+		return -EINVAL;
+	}
+	if (msg->page_size != info.page_size) {
+		snprintf(why, whylen, "page size %" PRIu64 " does not match the memfd's %" PRIu64,
+			 (uint64_t)msg->page_size, info.page_size);
+		return -EINVAL;
+	}
+	if (msg->length == 0 || msg->length != info.size_bytes) {
+		snprintf(why, whylen, "length %" PRIu64 " does not match the memfd's size %" PRIu64,
+			 (uint64_t)msg->length, info.size_bytes);
+		return -EINVAL;
+	}
+	if (msg->length % info.page_size || msg->base % info.page_size ||
+	    msg->base + msg->length < msg->base) {
+		snprintf(why, whylen, "mapping 0x%" PRIx64 "+%" PRIu64 " is not page aligned",
+			 (uint64_t)msg->base, (uint64_t)msg->length);
+		return -EINVAL;
+	}
+	if (!fd_is_userfaultfd(uffd)) {
+		snprintf(why, whylen, "second fd is not a userfaultfd");
+		return -EBADF;
+	}
+	snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)c->pid);
+	r = maps_cover(maps, msg->base, msg->length, info.dev, info.ino);
+	if (r < 0) {
+		snprintf(why, whylen, "pid %d does not map the memfd at 0x%" PRIx64 "+%" PRIu64,
+			 (int)c->pid, (uint64_t)msg->base, (uint64_t)msg->length);
+		return r == -ENOENT ? -EINVAL : r;
+	}
+
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->watch = (struct watch){ .kind = WATCH_UFFD, .obj = a };
+	a->uffd = -1;
+	a->client = c;
+	a->base = msg->base;
+	a->length = msg->length;
+	a->id = ++m->next_id;
+
+	seg = segment_find(m, info.dev, info.ino);
+	if (!seg) {
+		uint64_t wp = info.kind == TIERD_SEG_HUGETLB ? 1 : m->cfg.window_bytes / info.page_size;
+
+		r = segment_new(&info, memfd, ++m->next_id, wp ? wp : 1, m->cfg.min_regions,
+				m->cfg.max_regions, &seg);
+		if (r < 0) {
+			snprintf(why, whylen, "cannot set up the segment: %s", strerror(-r));
+			free(a);
+			return r;
+		}
+		memfd = -1; /* owned by the segment now */
+		new_seg = true;
+	}
+	a->seg = seg;
+
+	fl = fcntl(uffd, F_GETFL);
+	if (fl < 0 || fcntl(uffd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		r = -errno;
+		snprintf(why, whylen, "cannot make the uffd non-blocking: %s", strerror(errno));
+		goto fail;
+	}
+
+	if (seg->kind == TIERD_SEG_HUGETLB || m->cfg.shmem_register_whole) {
+		a->registration = TIERD_REG_WHOLE;
+		a->zapped = calloc((seg->npages + 7) / 8, 1);
+		if (!a->zapped) {
+			r = -ENOMEM;
+			snprintf(why, whylen, "out of memory");
+			goto fail;
+		}
+		r = uffd_register(uffd, a->base, a->length, UFFDIO_REGISTER_MODE_MINOR);
+	} else {
+		/* Probe now so a uffd of another process, or without MINOR support, is refused at
+		 * attach time and not at the first window. */
+		a->registration = TIERD_REG_WINDOWS;
+		r = uffd_register(uffd, a->base, seg->page_size, UFFDIO_REGISTER_MODE_MINOR);
+		if (r == 0)
+			(void)uffd_unregister(uffd, a->base, seg->page_size);
+	}
+	if (r < 0) {
+		snprintf(why, whylen,
+			 "UFFDIO_REGISTER(MINOR) of the mapping failed: %s (uffd of another process, "
+			 "or MINOR faults unsupported for this memory)",
+			 strerror(-r));
+		goto fail;
+	}
+
+	a->uffd = uffd;
+	if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, uffd,
+		      &(struct epoll_event){ .events = EPOLLIN, .data.ptr = &a->watch }) < 0) {
+		r = -errno;
+		a->uffd = -1;
+		if (a->registration == TIERD_REG_WHOLE) {
+			(void)uffd_unregister(uffd, a->base, a->length);
+			(void)uffd_wake(uffd, a->base, a->length);
+		}
+		snprintf(why, whylen, "epoll: %s", strerror(-r));
+		goto fail;
+	}
+
+	if (new_seg) {
+		seg->next = m->segments;
+		m->segments = seg;
+		m->nsegments++;
+	} else if (memfd >= 0) {
+		close(memfd); /* the segment keeps the first memfd it got */
+	}
+	a->seg_next = seg->attachments;
+	seg->attachments = a;
+	seg->nattach++;
+	a->client_next = c->attachments;
+	c->attachments = a;
+	c->nattach++;
+	*ret = a;
+	return 0;
+
+fail:
+	free(a->zapped);
+	free(a);
+	if (new_seg) {
+		seg->memfd = -1; /* the caller still owns and closes memfd */
+		segment_free(seg);
+	}
+	return r;
+}
+
+static void release_ranges(struct attachment *a)
+{
+	/* Unregister everything tierd may have registered, then wake: UNREGISTER alone does not
+	 * release faults that are already blocked. Errors mean the process is gone or changed its
+	 * mapping; either way no thread can stay blocked on a uffd that is about to be closed. */
+	(void)uffd_unregister(a->uffd, a->base, a->length);
+	(void)uffd_wake(a->uffd, a->base, a->length);
+}
+
+void attachment_release(struct manager *m, struct attachment *a)
+{
+	struct segment *seg = a->seg;
+	struct client *c = a->client;
+
+	if (a->dead)
+		return;
+	a->dead = true;
+	if (a->uffd >= 0) {
+		(void)epoll_ctl(m->epfd, EPOLL_CTL_DEL, a->uffd, NULL);
+		release_ranges(a);
+		close(a->uffd);
+		a->uffd = -1;
+	}
+	for (struct attachment **p = &seg->attachments; *p; p = &(*p)->seg_next)
+		if (*p == a) {
+			*p = a->seg_next;
+			seg->nattach--;
+			break;
+		}
+	for (struct attachment **p = &c->attachments; *p; p = &(*p)->client_next)
+		if (*p == a) {
+			*p = a->client_next;
+			c->nattach--;
+			break;
+		}
+	if (seg->nattach == 0) {
+		/* Last process gone: drop the memfd and alias so the application's memory is freed
+		 * (after the epoll batch, like every object that dies inside it). */
+		segment_unlink(m, seg);
+		seg->grave_next = m->graveyard_segments;
+		m->graveyard_segments = seg;
+	}
+	/* Links stay intact: a walk that saved this attachment as its `next` can still step on. */
+	a->grave_next = m->graveyard_attachments;
+	m->graveyard_attachments = a;
+}
+
+static inline bool bit_test_clear(uint8_t *map, uint64_t i)
+{
+	uint8_t mask = (uint8_t)(1u << (i & 7));
+	bool was = map[i >> 3] & mask;
+
+	map[i >> 3] &= (uint8_t)~mask;
+	return was;
+}
+
+/* Resolves one minor fault; returns -ESRCH when the process is gone. */
+static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint64_t len)
+{
+	for (int tries = 0;; tries++) {
+		int r = uffd_continue(a->uffd, addr, len, NULL);
+
+		switch (r) {
+		case 0:
+			return 0;
+		case -EAGAIN:
+			if (tries < CONTINUE_MAX_RETRIES) {
+				m->stats.continue_retries++;
+				continue;
+			}
+			break;
+		case -EEXIST:
+			m->stats.continue_eexist++; /* already mapped: just wake the waiter */
+			break;
+		case -ENOENT:
+			m->stats.wake_after_unregister++; /* window closed meanwhile */
+			break;
+		case -EFAULT:
+			/* No page in the page cache at that offset: never allocated (a window closing
+			 * over memory the app has not touched yet) or hole-punched since the fault.
+			 * Waking lets the thread fault again as an ordinary missing fault. */
+			m->stats.continue_absent++;
+			break;
+		case -ESRCH:
+			return -ESRCH;
+		default:
+			log_ratelimited(LOG_WARNING, r, "pid %d seg %u: UFFDIO_CONTINUE at 0x%" PRIx64 ": %m",
+					(int)a->client->pid, a->seg->id, addr);
+			break;
+		}
+		r = uffd_wake(a->uffd, addr, len);
+		return r == -ESRCH ? -ESRCH : 0;
+	}
+}
+
+static int handle_fault(struct manager *m, struct attachment *a, uint64_t addr)
+{
+	struct segment *seg = a->seg;
+	uint64_t ps = seg->page_size, pgaddr = addr & ~(ps - 1), page;
+
+	if (pgaddr < a->base || pgaddr - a->base >= a->length) {
+		/* Not ours (cannot happen unless the client remapped): wake, never leave it blocked. */
+		log_ratelimited(LOG_WARNING, 0, "pid %d: fault at 0x%" PRIx64 " outside its segment",
+				(int)a->client->pid, addr);
+		return uffd_wake(a->uffd, pgaddr, ps) == -ESRCH ? -ESRCH : 0;
+	}
+	page = (pgaddr - a->base) / ps;
+	if (a->registration == TIERD_REG_WHOLE && !bit_test_clear(a->zapped, page)) {
+		/* A page this process never had mapped (new or forked process): not heat. */
+		seg->first_touch_faults++;
+		m->stats.first_touch_faults++;
+	} else {
+		page_touch(&seg->pages[page], m->epoch);
+	}
+	seg->faults++;
+	a->faults++;
+	m->stats.faults++;
+	return resolve(m, a, pgaddr, ps);
+}
+
+void attachment_handle_uffd(struct manager *m, struct attachment *a)
+{
+	struct uffd_msg msgs[16];
+
+	/* A bounded number of reads per wake-up keeps one busy client from starving the others. */
+	for (int round = 0; round < 8 && !a->dead; round++) {
+		ssize_t n = read(a->uffd, msgs, sizeof(msgs));
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			log_ratelimited(LOG_WARNING, -errno, "pid %d seg %u: reading uffd: %m",
+					(int)a->client->pid, a->seg->id);
+			manager_client_drop(m, a->client, "uffd read failed");
+			return;
+		}
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+			switch (msgs[i].event) {
+			case UFFD_EVENT_PAGEFAULT:
+				if (handle_fault(m, a, msgs[i].arg.pagefault.address) == -ESRCH) {
+					manager_client_drop(m, a->client, "process exited");
+					return;
+				}
+				break;
+			default:
+				/* tierd requests no other events; ignore anything new. */
+				break;
+			}
+		}
+		if ((size_t)n < sizeof(msgs))
+			return;
+	}
+}
+
+/* ---- sampling windows ------------------------------------------------------------------------ */
+
+static void close_window_whole(struct manager *m, struct attachment *a, const struct region_window *w)
+{
+	uint64_t ps = a->seg->page_size;
+
+	for (uint64_t p = w->start; p < w->start + w->npages; p++) {
+		if (!bit_test_clear(a->zapped, p))
+			continue;
+		/* Map back what the app did not touch, so stale zaps do not fault in later epochs. */
+		if (resolve(m, a, a->base + p * ps, ps) == -ESRCH) {
+			manager_client_drop(m, a->client, "process exited");
+			return;
+		}
+	}
+}
+
+static void close_windows(struct manager *m, struct segment *seg)
+{
+	uint64_t ps = seg->page_size;
+
+	for (size_t i = 0; i < seg->nwindows; i++) {
+		const struct region_window *w = &seg->windows[i];
+		uint64_t hits = 0;
+		struct attachment *a, *next;
+
+		for (uint64_t p = w->start; p < w->start + w->npages; p++) {
+			hits += !!(seg->pages[p].flags & PS_HIT);
+			seg->pages[p].flags &= (uint16_t) ~(PS_ARMED | PS_HIT);
+		}
+		region_set_record(&seg->regions, w, hits);
+		seg->windows_closed++;
+		m->stats.windows_closed++;
+
+		for (a = seg->attachments; a; a = next) {
+			next = a->seg_next;
+			if (a->dead)
+				continue;
+			if (a->registration == TIERD_REG_WINDOWS) {
+				uint64_t start = a->base + w->start * ps, len = w->npages * ps;
+
+				(void)uffd_unregister(a->uffd, start, len);
+				(void)uffd_wake(a->uffd, start, len);
+			} else {
+				close_window_whole(m, a, w);
+			}
+		}
+	}
+	region_set_commit(&seg->regions);
+	seg->nwindows = 0;
+}
+
+static void arm_windows(struct manager *m, struct segment *seg, size_t budget)
+{
+	uint64_t ps = seg->page_size, wp = segment_window_pages(m, seg);
+	struct attachment *a, *next;
+
+	if (budget > seg->windows_cap) {
+		struct region_window *w = realloc(seg->windows, budget * sizeof(*w));
+
+		if (!w)
+			return;
+		seg->windows = w;
+		seg->windows_cap = budget;
+	}
+	seg->nwindows = region_set_pick(&seg->regions, budget, wp, seg->windows);
+	for (size_t i = 0; i < seg->nwindows; i++) {
+		const struct region_window *w = &seg->windows[i];
+
+		for (uint64_t p = w->start; p < w->start + w->npages; p++)
+			seg->pages[p].flags = (uint16_t)((seg->pages[p].flags & ~PS_HIT) | PS_ARMED);
+		m->stats.windows_armed++;
+	}
+
+	for (a = seg->attachments; a; a = next) {
+		static uint8_t buf[TIERD_MSG_MAX_BYTES];
+		struct tierd_msg_zap *z = (struct tierd_msg_zap *)buf;
+		struct tierd_zap_range *ranges = (struct tierd_zap_range *)(z + 1);
+		size_t len;
+		int r;
+
+		next = a->seg_next;
+		/* A client that has not acknowledged its last batches gets no new windows: it is
+		 * slow or stuck, and its socket must not fill up. */
+		if (a->dead || a->zaps_in_flight >= m->cfg.max_zaps_in_flight)
+			continue;
+		z->nranges = 0;
+		for (size_t i = 0; i < seg->nwindows && z->nranges < TIERD_ZAP_MAX_RANGES; i++) {
+			const struct region_window *w = &seg->windows[i];
+			uint64_t off = w->start * ps, wlen = w->npages * ps;
+
+			if (a->registration == TIERD_REG_WINDOWS) {
+				r = uffd_register(a->uffd, a->base + off, wlen, UFFDIO_REGISTER_MODE_MINOR);
+				if (r < 0) {
+					/* ENOMEM/EINVAL: the process is exiting or unmapped the range (its
+					 * hang-up follows), or it is near vm.max_map_count. Counted. */
+					m->stats.register_errors++;
+					log_debug_errno(r, "pid %d seg %u: registering a window: %m",
+							(int)a->client->pid, seg->id);
+					break;
+				}
+			} else {
+				for (uint64_t p = w->start; p < w->start + w->npages; p++)
+					a->zapped[p >> 3] |= (uint8_t)(1u << (p & 7));
+			}
+			ranges[z->nranges++] = (struct tierd_zap_range){ .offset = off, .length = wlen };
+		}
+		if (z->nranges == 0)
+			continue;
+		z->attach_id = a->id;
+		len = sizeof(*z) + z->nranges * sizeof(*ranges);
+		proto_init(&z->hdr, TIERD_MSG_ZAP, (uint32_t)len, ++a->client->seq);
+		r = proto_send(a->client->fd, z, len, NULL, 0);
+		if (r == -EAGAIN) {
+			/* Socket full: skip this epoch for it. The windows close as usual; a zap that
+			 * never happens only costs a sample. */
+			m->stats.zaps_skipped++;
+			continue;
+		}
+		if (r < 0) {
+			manager_client_drop(m, a->client, "disconnected");
+			continue;
+		}
+		a->zaps_in_flight++;
+		m->stats.zaps_sent++;
+	}
+}
+
+void manager_epoch(struct manager *m)
+{
+	size_t active = 0, budget;
+
+	m->epoch++;
+	m->stats.epochs++;
+	for (struct segment *s = m->segments; s; s = s->next) {
+		close_windows(m, s);
+		if (m->cfg.aggregate_epochs && m->epoch % m->cfg.aggregate_epochs == 0)
+			region_set_adapt(&s->regions, m->cfg.merge_delta);
+		active += s->nattach > 0;
+	}
+	if (!active || m->cfg.max_windows == 0)
+		return;
+	budget = m->cfg.max_windows / active;
+	if (budget == 0)
+		budget = 1;
+	/* A segment can disappear while arming (its last client dropped): walk a saved next. */
+	for (struct segment *s = m->segments, *next; s; s = next) {
+		next = s->next;
+		if (s->nattach)
+			arm_windows(m, s, budget);
+	}
+}

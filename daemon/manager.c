@@ -1,0 +1,747 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's event loop: socket server and client protocol, timer-driven epochs, signals, and
+ * the deferred freeing of objects that die inside an epoll batch.
+ */
+#include "manager.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <numa.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "../lib/proto.h"
+#include "log.h"
+
+void tierd_config_defaults(struct tierd_config *cfg)
+{
+	*cfg = (struct tierd_config){
+		.epoch_ms = 100,
+		/* Sampling rate. tierd's CPU follows the faults it serves, and each window costs a
+		 * register, an unregister and up to window_bytes/page_size faults. 32 windows of
+		 * 32 KiB every 100 ms zap at most 2560 pages/s: measured ~1-2 % of a core (make
+		 * bench, daemon_cpu) and a hot set found within a second or two (tests/kernel). 32
+		 * live windows add ~64 VMAs to a client: far below vm.max_map_count (65530). */
+		.max_windows = 32,
+		.window_bytes = 32 * 1024,
+		.min_regions = 10,
+		.max_regions = 256,
+		.aggregate_epochs = 5,
+		.hot_threshold = 0.25f,
+		.merge_delta = 0.10f,
+		.heartbeat_ms = 250,
+		.max_clients = 4096,
+		.max_attach_per_client = 64,
+		/* A client more than 4 epochs behind on zaps is skipped until it catches up. */
+		.max_zaps_in_flight = 4,
+		.uffd_dev_path = "/dev/userfaultfd",
+	};
+	snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", TIERD_DEFAULT_SOCKET);
+}
+
+static int epoll_add(struct manager *m, int fd, uint32_t events, struct watch *w)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = w };
+
+	return epoll_ctl(m->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static int setup_socket(struct manager *m)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int n, fd, r;
+
+	n = sd_listen_fds(1);
+	if (n > 1)
+		return log_error_errno(-EINVAL, "Expected at most one socket from systemd, got %d", n);
+	if (n == 1) {
+		if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_SEQPACKET, 1, NULL, 0) <= 0)
+			return log_error_errno(-EINVAL, "systemd passed a socket that is not a listening "
+							"AF_UNIX SOCK_SEQPACKET socket");
+		m->listen_fd = SD_LISTEN_FDS_START;
+		fcntl(m->listen_fd, F_SETFD, FD_CLOEXEC);
+		fcntl(m->listen_fd, F_SETFL, fcntl(m->listen_fd, F_GETFL) | O_NONBLOCK);
+		log_info("Using the socket passed by systemd");
+		return 0;
+	}
+
+	if (strlen(m->cfg.socket_path) >= sizeof(sa.sun_path))
+		return log_error_errno(-ENAMETOOLONG, "Socket path too long: %s", m->cfg.socket_path);
+	strcpy(sa.sun_path, m->cfg.socket_path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return log_error_errno(-errno, "socket(): %m");
+	/* A stale socket file from a crashed tierd would make bind fail; a live tierd would answer. */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(fd);
+		return log_error_errno(-EADDRINUSE, "Another tierd is serving %s", sa.sun_path);
+	}
+	(void)unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 256) < 0) {
+		r = -errno;
+		close(fd);
+		return log_error_errno(r, "Cannot listen on %s: %m", sa.sun_path);
+	}
+	m->listen_fd = fd;
+	m->own_socket = true;
+	return 0;
+}
+
+/* Each live window can add two VMAs to a client; near vm.max_map_count its own mmap/mprotect
+ * start failing. Keep the windows of one epoch within a sixteenth of the budget. */
+static void clamp_windows(struct tierd_config *cfg)
+{
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+	unsigned long max_maps = 0;
+
+	if (!f)
+		return;
+	if (fscanf(f, "%lu", &max_maps) != 1)
+		max_maps = 0;
+	fclose(f);
+	if (max_maps && cfg->max_windows > max_maps / 32) {
+		log_warning("max_windows %u would use more than 1/16 of vm.max_map_count (%lu) in a "
+			    "client; using %lu",
+			    cfg->max_windows, max_maps, max_maps / 32);
+		cfg->max_windows = (uint32_t)(max_maps / 32);
+	}
+}
+
+int manager_new(const struct tierd_config *cfg, struct manager **ret)
+{
+	struct itimerspec its = { 0 };
+	struct rlimit rl;
+	struct manager *m;
+	sigset_t mask;
+	int r;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->cfg = *cfg;
+	clamp_windows(&m->cfg);
+	m->epfd = m->listen_fd = m->timer_fd = m->signal_fd = -1;
+	m->started_usec = now_usec();
+	m->listen_watch = (struct watch){ WATCH_LISTEN, m };
+	m->timer_watch = (struct watch){ WATCH_TIMER, m };
+	m->signal_watch = (struct watch){ WATCH_SIGNAL, m };
+
+	/* Each client holds a socket, a uffd and maybe a memfd: allow as many fds as we may. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	m->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (m->epfd < 0) {
+		r = log_error_errno(-errno, "epoll_create1: %m");
+		goto fail;
+	}
+	r = setup_socket(m);
+	if (r < 0)
+		goto fail;
+	r = epoll_add(m, m->listen_fd, EPOLLIN, &m->listen_watch);
+	if (r < 0)
+		goto fail;
+
+	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (m->timer_fd < 0) {
+		r = log_error_errno(-errno, "timerfd_create: %m");
+		goto fail;
+	}
+	its.it_interval.tv_sec = cfg->epoch_ms / 1000;
+	its.it_interval.tv_nsec = (long)(cfg->epoch_ms % 1000) * 1000000L;
+	its.it_value = its.it_interval;
+	if (timerfd_settime(m->timer_fd, 0, &its, NULL) < 0) {
+		r = log_error_errno(-errno, "timerfd_settime: %m");
+		goto fail;
+	}
+	r = epoll_add(m, m->timer_fd, EPOLLIN, &m->timer_watch);
+	if (r < 0)
+		goto fail;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	m->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (m->signal_fd < 0) {
+		r = log_error_errno(-errno, "signalfd: %m");
+		goto fail;
+	}
+	r = epoll_add(m, m->signal_fd, EPOLLIN, &m->signal_watch);
+	if (r < 0)
+		goto fail;
+	*ret = m;
+	return 0;
+fail:
+	manager_free(m);
+	return r;
+}
+
+static void client_free(struct client *c)
+{
+	free(c);
+}
+
+static void reap(struct manager *m)
+{
+	while (m->graveyard_attachments) {
+		struct attachment *a = m->graveyard_attachments;
+
+		m->graveyard_attachments = a->grave_next;
+		free(a->zapped);
+		free(a);
+	}
+	while (m->graveyard_segments) {
+		struct segment *s = m->graveyard_segments;
+
+		m->graveyard_segments = s->grave_next;
+		segment_free(s);
+	}
+	while (m->graveyard) {
+		struct client *c = m->graveyard;
+
+		m->graveyard = c->grave_next;
+		client_free(c);
+	}
+}
+
+void manager_client_drop(struct manager *m, struct client *c, const char *why)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	/* Release the client's faults before anything else: its threads must never stay blocked. */
+	while (c->attachments)
+		attachment_release(m, c->attachments);
+	(void)epoll_ctl(m->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	for (struct client **p = &m->clients; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			m->nclients--;
+			break;
+		}
+	if (why)
+		log_info("pid %d client %u: detached (%s)", (int)c->pid, c->id, why);
+	c->grave_next = m->graveyard;
+	m->graveyard = c;
+}
+
+int manager_send(struct manager *m, struct client *c, void *msg, size_t len, const int *fds,
+		 unsigned nfds)
+{
+	int r;
+
+	if (c->dead)
+		return -ECONNRESET;
+	r = proto_send(c->fd, msg, len, fds, nfds);
+	if (r == -EPIPE || r == -ECONNRESET) {
+		manager_client_drop(m, c, "disconnected");
+	} else if (r < 0) {
+		/* EAGAIN: the client stopped reading its socket. Its faults are released by the drop;
+		 * a client that does not read cannot be served. */
+		m->stats.clients_dropped++;
+		manager_client_drop(m, c, r == -EAGAIN ? "not reading its socket" : "send failed");
+	}
+	return r;
+}
+
+static void send_error(struct client *c, int status, const char *reason)
+{
+	struct tierd_msg_error e = { .status = status };
+
+	proto_init(&e.hdr, TIERD_MSG_ERROR, sizeof(e), ++c->seq);
+	snprintf(e.reason, sizeof(e.reason), "%s", reason);
+	(void)proto_send(c->fd, &e, sizeof(e), NULL, 0);
+}
+
+static bool peer_allowed(const struct manager *m, uid_t uid, gid_t gid)
+{
+	if (m->cfg.n_allow_uids == 0 && m->cfg.n_allow_gids == 0)
+		return true; /* the socket's file mode is the gate */
+	if (uid == 0)
+		return true;
+	for (unsigned i = 0; i < m->cfg.n_allow_uids; i++)
+		if (m->cfg.allow_uids[i] == uid)
+			return true;
+	for (unsigned i = 0; i < m->cfg.n_allow_gids; i++)
+		if (m->cfg.allow_gids[i] == gid)
+			return true;
+	return false;
+}
+
+static void on_accept(struct manager *m)
+{
+	for (int i = 0; i < 64; i++) {
+		struct ucred cred;
+		socklen_t cl = sizeof(cred);
+		struct client *c;
+		int fd;
+
+		fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_ratelimited(LOG_WARNING, -errno, "accept: %m");
+			return;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+			close(fd);
+			continue;
+		}
+		if (m->nclients >= m->cfg.max_clients || !peer_allowed(m, cred.uid, cred.gid)) {
+			struct client tmp = { .fd = fd };
+			bool full = m->nclients >= m->cfg.max_clients;
+
+			m->stats.clients_refused++;
+			log_ratelimited(LOG_WARNING, 0, "pid %d uid %u: refused (%s)", (int)cred.pid,
+					cred.uid, full ? "too many clients" : "uid/gid not allowed");
+			send_error(&tmp, full ? -EUSERS : -EACCES,
+				   full ? "tierd: too many clients" : "tierd: uid/gid not allowed");
+			close(fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->watch = (struct watch){ WATCH_CLIENT, c };
+		c->fd = fd;
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+		c->gid = cred.gid;
+		c->id = ++m->next_id;
+		if (epoll_add(m, fd, EPOLLIN | EPOLLRDHUP, &c->watch) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = m->clients;
+		m->clients = c;
+		m->nclients++;
+		m->stats.clients_accepted++;
+		log_debug("pid %d uid %u: connected as client %u", (int)c->pid, c->uid, c->id);
+	}
+}
+
+static void on_hello(struct manager *m, struct client *c, const struct tierd_msg_hello *h)
+{
+	struct tierd_msg_welcome w = { .daemon_version = TIERD_PROTO_VERSION,
+				       .heartbeat_ms = m->cfg.heartbeat_ms };
+	int devfd = -1;
+
+	if (c->hello_done) {
+		manager_client_drop(m, c, "second HELLO");
+		return;
+	}
+	c->hello_done = true;
+	if (h->flags & TIERD_HELLO_WANT_UFFD_DEV) {
+		/* The client may not create a full uffd itself (vm.unprivileged_userfaultfd=0). The
+		 * device only ever makes uffds for the caller's own mm, so handing it over grants
+		 * nothing beyond tracking the client's own memory. */
+		devfd = open(m->cfg.uffd_dev_path, O_RDWR | O_CLOEXEC);
+		if (devfd >= 0)
+			w.flags |= TIERD_HELLO_WANT_UFFD_DEV;
+		else
+			log_ratelimited(LOG_WARNING, -errno, "pid %d: cannot open %s for it: %m",
+					(int)c->pid, m->cfg.uffd_dev_path);
+	}
+	proto_init(&w.hdr, TIERD_MSG_WELCOME, sizeof(w), h->hdr.seq);
+	(void)manager_send(m, c, &w, sizeof(w), devfd >= 0 ? &devfd : NULL, devfd >= 0);
+	if (devfd >= 0)
+		close(devfd);
+}
+
+static void on_attach(struct manager *m, struct client *c, const struct tierd_msg_attach *msg,
+		      int *fds)
+{
+	struct tierd_msg_attached rep = { 0 };
+	struct attachment *a = NULL;
+	char why[128] = "";
+	int r;
+
+	if (c->nattach >= m->cfg.max_attach_per_client) {
+		r = -EMFILE;
+		snprintf(why, sizeof(why), "too many attachments (limit %u)", m->cfg.max_attach_per_client);
+	} else {
+		r = attachment_new(m, c, msg, fds[0], fds[1], &a, why, sizeof(why));
+	}
+	if (r == 0) {
+		/* The memfd now belongs to the segment (or was closed), the uffd to the attachment. */
+		fds[0] = fds[1] = -1;
+		rep.attach_id = a->id;
+		rep.segment_id = a->seg->id;
+		rep.registration = a->registration;
+		log_info("pid %d seg %u: attached %s segment of %" PRIu64 " MiB (%s registration)",
+			 (int)c->pid, a->seg->id, a->seg->kind == TIERD_SEG_HUGETLB ? "hugetlb" : "shmem",
+			 a->length >> 20, a->registration == TIERD_REG_WHOLE ? "whole" : "per-window");
+	} else {
+		m->stats.attach_refused++;
+		log_ratelimited(LOG_WARNING, r, "pid %d: attach refused: %s", (int)c->pid, why);
+		snprintf(rep.reason, sizeof(rep.reason), "%s", why);
+	}
+	rep.status = r;
+	proto_init(&rep.hdr, TIERD_MSG_ATTACHED, sizeof(rep), msg->hdr.seq);
+	(void)manager_send(m, c, &rep, sizeof(rep), NULL, 0);
+}
+
+static struct attachment *client_attachment(struct client *c, uint32_t id)
+{
+	for (struct attachment *a = c->attachments; a; a = a->client_next)
+		if (a->id == id)
+			return a;
+	return NULL;
+}
+
+static struct segment *segment_by_id(struct manager *m, uint32_t id)
+{
+	for (struct segment *s = m->segments; s; s = s->next)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+static bool may_read_segment(const struct client *c, const struct segment *seg)
+{
+	if (c->uid == 0)
+		return true;
+	for (const struct attachment *a = seg->attachments; a; a = a->seg_next)
+		if (a->client->uid == c->uid)
+			return true;
+	return false;
+}
+
+static void on_heat_query(struct manager *m, struct client *c, const struct tierd_msg_heat_query *q)
+{
+	static uint8_t buf[TIERD_MSG_MAX_BYTES];
+	struct tierd_msg_heat_reply *rep = (struct tierd_msg_heat_reply *)buf;
+	struct segment *seg = segment_by_id(m, q->segment_id);
+	uint8_t *bits = buf + sizeof(*rep);
+	uint64_t n = 0;
+	size_t len;
+
+	memset(buf, 0, sizeof(*rep));
+	if (!seg) {
+		rep->status = -ENOENT;
+	} else if (!may_read_segment(c, seg)) {
+		rep->status = -EACCES;
+	} else if (q->first_page < seg->npages) {
+		n = seg->npages - q->first_page;
+		if (n > TIERD_HEAT_MAX_PAGES)
+			n = TIERD_HEAT_MAX_PAGES;
+		memset(bits, 0, (n + 7) / 8);
+		for (uint64_t i = 0; i < n; i++)
+			if (region_set_score(&seg->regions, q->first_page + i) >= m->cfg.hot_threshold)
+				bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+	}
+	if (seg && rep->status == 0) {
+		rep->total_pages = seg->npages;
+		rep->faults = seg->faults;
+	}
+	rep->segment_id = q->segment_id;
+	rep->first_page = q->first_page;
+	rep->npages = n;
+	rep->epoch = m->epoch;
+	len = sizeof(*rep) + (n + 7) / 8;
+	proto_init(&rep->hdr, TIERD_MSG_HEAT_REPLY, (uint32_t)len, q->hdr.seq);
+	(void)manager_send(m, c, rep, len, NULL, 0);
+}
+
+/* Appends to a bounded buffer; returns false once it is full. */
+static bool json_add(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static bool json_add(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*len >= cap)
+		return false;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *len, cap - *len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= cap - *len) {
+		*len = cap;
+		return false;
+	}
+	*len += (size_t)n;
+	return true;
+}
+
+static int numa_nodes(void)
+{
+	if (numa_available() < 0)
+		return 1;
+	return numa_num_configured_nodes();
+}
+
+static void on_status(struct manager *m, struct client *c, const struct tierd_msg_hdr *q)
+{
+	static char buf[TIERD_MSG_MAX_BYTES];
+	struct tierd_msg_hdr *hdr = (struct tierd_msg_hdr *)buf;
+	char *js = buf + sizeof(*hdr);
+	/* Keep room to close the document when the segment list is cut short. */
+	size_t cap = sizeof(buf) - sizeof(*hdr) - 64, len = 0;
+	const struct manager_stats *s = &m->stats;
+	bool first = true, cut = false;
+
+	json_add(js, cap, &len,
+		 "{\"version\":%u,\"pid\":%d,\"uptime_s\":%.1f,\"epoch\":%u,\"numa_nodes\":%d,"
+		 "\"clients\":%u,\"stats\":{\"faults\":%" PRIu64 ",\"first_touch_faults\":%" PRIu64
+		 ",\"continue_eexist\":%" PRIu64 ",\"continue_retries\":%" PRIu64
+		 ",\"continue_absent\":%" PRIu64
+		 ",\"wake_after_unregister\":%" PRIu64 ",\"windows_armed\":%" PRIu64
+		 ",\"windows_closed\":%" PRIu64 ",\"zaps_sent\":%" PRIu64 ",\"zaps_skipped\":%" PRIu64 ",\"zap_acks\":%" PRIu64
+		 ",\"zap_errors\":%" PRIu64 ",\"clients_accepted\":%" PRIu64
+		 ",\"clients_refused\":%" PRIu64 ",\"clients_dropped\":%" PRIu64
+		 ",\"attach_refused\":%" PRIu64 ",\"register_errors\":%" PRIu64 "},\"segments\":[",
+		 TIERD_PROTO_VERSION, (int)getpid(), (double)(now_usec() - m->started_usec) / 1e6,
+		 m->epoch, numa_nodes(), m->nclients, s->faults, s->first_touch_faults,
+		 s->continue_eexist, s->continue_retries, s->continue_absent, s->wake_after_unregister, s->windows_armed,
+		 s->windows_closed, s->zaps_sent, s->zaps_skipped, s->zap_acks, s->zap_errors, s->clients_accepted,
+		 s->clients_refused, s->clients_dropped, s->attach_refused, s->register_errors);
+	for (const struct segment *seg = m->segments; seg && !cut; seg = seg->next) {
+		uint64_t hot = 0;
+
+		for (size_t i = 0; i < seg->regions.n; i++)
+			if (seg->regions.r[i].score >= m->cfg.hot_threshold)
+				hot += seg->regions.r[i].end - seg->regions.r[i].start;
+		cut = !json_add(js, cap, &len,
+				"%s{\"id\":%u,\"kind\":\"%s\",\"size_bytes\":%" PRIu64
+				",\"page_size\":%" PRIu64 ",\"pages\":%" PRIu64 ",\"attachments\":%u"
+				",\"faults\":%" PRIu64 ",\"first_touch_faults\":%" PRIu64
+				",\"regions\":%zu,\"hot_pages\":%" PRIu64 ",\"windows_open\":%zu}",
+				first ? "" : ",", seg->id,
+				seg->kind == TIERD_SEG_HUGETLB ? "hugetlb" : "shmem", seg->size_bytes,
+				seg->page_size, seg->npages, seg->nattach, seg->faults,
+				seg->first_touch_faults, seg->regions.n, hot, seg->nwindows);
+		first = false;
+	}
+	if (cut) {
+		/* Drop the partial entry: back up to the last complete one. */
+		char *p = strrchr(js, '}');
+
+		len = p ? (size_t)(p - js) + 1 : len;
+		if (len > cap)
+			len = cap;
+	}
+	len += (size_t)snprintf(js + len, 64, "],\"truncated\":%s}", cut ? "true" : "false");
+	proto_init(hdr, TIERD_MSG_STATUS_REPLY, (uint32_t)(sizeof(*hdr) + len + 1), q->seq);
+	(void)manager_send(m, c, buf, sizeof(*hdr) + len + 1, NULL, 0);
+}
+
+static void on_client_message(struct manager *m, struct client *c, void *buf, size_t len, int *fds,
+			      unsigned nfds)
+{
+	const struct tierd_msg_hdr *h = buf;
+	int r = proto_validate(buf, len);
+
+	if (r < 0 || nfds != proto_fd_count(h->type)) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "protocol error: %s",
+			 r < 0 ? strerror(-r) : "wrong number of fds for the message");
+		send_error(c, r < 0 ? r : -EBADMSG, why);
+		manager_client_drop(m, c, why);
+		return;
+	}
+	if (!c->hello_done && h->type != TIERD_MSG_HELLO) {
+		send_error(c, -EPROTO, "HELLO expected first");
+		manager_client_drop(m, c, "message before HELLO");
+		return;
+	}
+	switch (h->type) {
+	case TIERD_MSG_HELLO:
+		on_hello(m, c, buf);
+		break;
+	case TIERD_MSG_ATTACH:
+		on_attach(m, c, buf, fds);
+		break;
+	case TIERD_MSG_ZAP_DONE: {
+		const struct tierd_msg_zap_done *d = buf;
+		struct attachment *a = client_attachment(c, d->attach_id);
+
+		if (a && a->zaps_in_flight)
+			a->zaps_in_flight--;
+		m->stats.zap_acks++;
+		if (d->status < 0)
+			m->stats.zap_errors++;
+		break;
+	}
+	case TIERD_MSG_PING: {
+		struct tierd_msg_ping p = *(const struct tierd_msg_ping *)buf;
+
+		proto_init(&p.hdr, TIERD_MSG_PONG, sizeof(p), h->seq);
+		(void)manager_send(m, c, &p, sizeof(p), NULL, 0);
+		break;
+	}
+	case TIERD_MSG_DETACH: {
+		struct attachment *a = client_attachment(c, ((const struct tierd_msg_detach *)buf)->attach_id);
+
+		if (a)
+			attachment_release(m, a);
+		break;
+	}
+	case TIERD_MSG_HEAT_QUERY:
+		on_heat_query(m, c, buf);
+		break;
+	case TIERD_MSG_STATUS_QUERY:
+		on_status(m, c, h);
+		break;
+	default:
+		send_error(c, -EBADMSG, "message type not accepted from clients");
+		manager_client_drop(m, c, "unexpected message type");
+		break;
+	}
+}
+
+static void on_client(struct manager *m, struct client *c, uint32_t events)
+{
+	static uint8_t buf[TIERD_MSG_MAX_BYTES];
+
+	/* A bounded batch per wake-up: a flooding client cannot starve the fault path. */
+	for (int i = 0; i < 32 && !c->dead; i++) {
+		int fds[PROTO_MAX_FDS];
+		unsigned nfds = 0;
+		ssize_t n = proto_recv(c->fd, buf, sizeof(buf), fds, &nfds);
+
+		if (n == -EAGAIN)
+			break;
+		if (n <= 0) {
+			manager_client_drop(m, c, n == 0 || n == -ECONNRESET ? "disconnected" :
+						  n == -EMSGSIZE ? "oversized message or fds" :
+								   "receive error");
+			return;
+		}
+		on_client_message(m, c, buf, (size_t)n, fds, nfds);
+		proto_close_fds(fds, nfds); /* whatever the handler did not take */
+	}
+	if (!c->dead && (events & (EPOLLHUP | EPOLLERR)))
+		manager_client_drop(m, c, "hung up");
+}
+
+static void on_timer(struct manager *m)
+{
+	uint64_t ticks;
+
+	if (read(m->timer_fd, &ticks, sizeof(ticks)) != sizeof(ticks))
+		return;
+	manager_epoch(m);
+	/* The watchdog is fed from the epoch tick: it proves the loop that serves faults runs. */
+	sd_notify(0, "WATCHDOG=1");
+}
+
+static void on_signal(struct manager *m)
+{
+	struct signalfd_siginfo si;
+
+	while (read(m->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			log_info("Received %s, releasing all clients and exiting",
+				 si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			m->quit = true;
+			break;
+		case SIGHUP:
+			sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec());
+			log_info("Reload requested: no reloadable settings yet in this version");
+			sd_notify(0, "READY=1");
+			break;
+		}
+	}
+}
+
+int manager_run(struct manager *m)
+{
+	struct epoll_event evs[64];
+
+	sd_notifyf(0, "READY=1\nSTATUS=Serving %s", m->own_socket ? m->cfg.socket_path : "systemd socket");
+	log_info("tierd ready on %s (epoch %u ms, %u windows/epoch, %d NUMA node(s))",
+		 m->own_socket ? m->cfg.socket_path : "the systemd socket", m->cfg.epoch_ms,
+		 m->cfg.max_windows, numa_nodes());
+	if (numa_nodes() < 2)
+		log_info("One NUMA node: tracking only, nothing to migrate");
+	while (!m->quit) {
+		int n = epoll_wait(m->epfd, evs, 64, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return log_error_errno(-errno, "epoll_wait: %m");
+		}
+		for (int i = 0; i < n; i++) {
+			struct watch *w = evs[i].data.ptr;
+
+			switch (w->kind) {
+			case WATCH_UFFD: {
+				struct attachment *a = w->obj;
+
+				if (!a->dead)
+					attachment_handle_uffd(m, a);
+				break;
+			}
+			case WATCH_CLIENT: {
+				struct client *c = w->obj;
+
+				if (!c->dead)
+					on_client(m, c, evs[i].events);
+				break;
+			}
+			case WATCH_LISTEN:
+				on_accept(m);
+				break;
+			case WATCH_TIMER:
+				on_timer(m);
+				break;
+			case WATCH_SIGNAL:
+				on_signal(m);
+				break;
+			}
+		}
+		reap(m);
+	}
+	sd_notify(0, "STOPPING=1");
+	return 0;
+}
+
+struct manager *manager_free(struct manager *m)
+{
+	if (!m)
+		return NULL;
+	while (m->clients)
+		manager_client_drop(m, m->clients, NULL);
+	reap(m);
+	if (m->listen_fd >= 0) {
+		close(m->listen_fd);
+		if (m->own_socket)
+			(void)unlink(m->cfg.socket_path);
+	}
+	if (m->timer_fd >= 0)
+		close(m->timer_fd);
+	if (m->signal_fd >= 0)
+		close(m->signal_fd);
+	if (m->epfd >= 0)
+		close(m->epfd);
+	free(m);
+	return NULL;
+}

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The manager owns every resource of the daemon: the listening socket, the clients, their
+ * attachments, the segments, the epoch timer and the signal fd. Single-threaded: one epoll loop
+ * serves faults, client messages and epochs in turn, so no state needs locking.
+ */
+#ifndef TIERD_MANAGER_H
+#define TIERD_MANAGER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "segment.h"
+#include "tierd/proto.h"
+
+#define TIERD_MAX_ALLOW 32
+
+struct tierd_config {
+	char socket_path[108];
+	uint32_t epoch_ms;          /* sampling epoch */
+	uint32_t max_windows;       /* windows armed per epoch, all segments together */
+	uint64_t window_bytes;      /* 4K shmem window size; hugetlb windows are one huge page */
+	uint32_t min_regions, max_regions;
+	uint32_t aggregate_epochs;  /* merge/split every N epochs */
+	float hot_threshold;        /* region score at or above which its pages count as hot */
+	float merge_delta;
+	uint32_t heartbeat_ms;      /* how often clients ping */
+	bool shmem_register_whole;  /* register whole 4K mappings instead of per window */
+	uint32_t max_clients;
+	uint32_t max_attach_per_client;
+	uint32_t max_zaps_in_flight; /* ZAP batches unacknowledged per attachment before it is skipped */
+	unsigned n_allow_uids, n_allow_gids;
+	uid_t allow_uids[TIERD_MAX_ALLOW];
+	gid_t allow_gids[TIERD_MAX_ALLOW];
+	const char *uffd_dev_path;  /* "/dev/userfaultfd" */
+};
+
+void tierd_config_defaults(struct tierd_config *cfg);
+
+enum watch_kind { WATCH_LISTEN, WATCH_CLIENT, WATCH_UFFD, WATCH_TIMER, WATCH_SIGNAL };
+
+struct watch {
+	enum watch_kind kind;
+	void *obj;
+};
+
+struct client;
+
+struct attachment {
+	struct watch watch;
+	uint32_t id;
+	struct client *client;
+	struct segment *seg;
+	int uffd;
+	uint64_t base, length;
+	uint32_t registration; /* enum tierd_registration */
+	uint8_t *zapped;       /* REG_WHOLE: pages tierd asked to zap and not yet faulted or closed */
+	uint64_t faults;
+	uint32_t zaps_in_flight;
+	bool dead;
+	struct attachment *seg_next, *client_next, *grave_next;
+};
+
+struct client {
+	struct watch watch;
+	uint32_t id;
+	int fd;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	bool hello_done;
+	bool dead;
+	uint64_t seq;
+	struct client *grave_next;
+	unsigned nattach;
+	struct attachment *attachments;
+	struct client *next;
+};
+
+struct manager_stats {
+	uint64_t faults, first_touch_faults, continue_eexist, continue_retries, continue_absent;
+	uint64_t wake_after_unregister;
+	uint64_t windows_armed, windows_closed, zaps_sent, zaps_skipped, zap_acks, zap_errors;
+	uint64_t clients_accepted, clients_refused, clients_dropped, attach_refused;
+	uint64_t register_errors, epochs;
+};
+
+struct manager {
+	struct tierd_config cfg;
+	int epfd, listen_fd, timer_fd, signal_fd;
+	bool own_socket; /* bound by us: unlink at exit */
+	bool quit;
+	struct watch listen_watch, timer_watch, signal_watch;
+	struct client *clients;
+	unsigned nclients;
+	struct segment *segments;
+	unsigned nsegments;
+	uint32_t next_id;
+	uint32_t epoch;
+	uint64_t started_usec;
+	struct manager_stats stats;
+	/* Objects that died during an epoll batch are freed after the batch. */
+	struct client *graveyard;
+	struct attachment *graveyard_attachments;
+	struct segment *graveyard_segments;
+};
+
+/* Builds the manager: socket (systemd's if passed, else bound at cfg->socket_path), timer, signals. */
+int manager_new(const struct tierd_config *cfg, struct manager **ret);
+struct manager *manager_free(struct manager *m);
+/* Runs until SIGTERM/SIGINT. Returns 0 or a negative errno. */
+int manager_run(struct manager *m);
+
+/* attach.c */
+int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_attach *msg, int memfd,
+		   int uffd, struct attachment **ret, char *why, size_t whylen);
+/* Releases every fault and registration the attachment holds, then frees it. */
+void attachment_release(struct manager *m, struct attachment *a);
+void attachment_handle_uffd(struct manager *m, struct attachment *a);
+void manager_epoch(struct manager *m);
+void manager_client_drop(struct manager *m, struct client *c, const char *why);
+int manager_send(struct manager *m, struct client *c, void *msg, size_t len, const int *fds,
+		 unsigned nfds);
+
+#endif

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Segments: one per shared memory object (memfd), identified by (st_dev, st_ino). A segment owns
+ * the memfd tierd received, tierd's alias mapping of it, the per-page state and the sampling
+ * regions. Attachments (one per process mapping) point at it.
+ */
+#ifndef TIERD_SEGMENT_H
+#define TIERD_SEGMENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "region.h"
+
+/* page_state.flags */
+#define PS_ARMED (1u << 0) /* inside the currently open sampling window */
+#define PS_HIT (1u << 1)   /* touched while its window was open */
+
+/*
+ * Per-page state, read by the policy and migration work. The budget is 16 bytes a page; this is
+ * 12, so that with the per-segment fixed costs (regions, windows) tierd stays under 16 B a tracked
+ * page and migration (issue 3) has 4 bytes of headroom. Flags have room for migration states.
+ */
+struct page_state {
+	uint32_t accesses;   /* minor faults seen on this page, saturating */
+	uint32_t last_epoch; /* epoch of the last access seen (0 = never) */
+	int16_t node;        /* NUMA node last seen, -1 unknown */
+	uint16_t flags;      /* PS_* */
+};
+_Static_assert(sizeof(struct page_state) <= 16, "page_state must stay within 16 bytes");
+
+struct attachment;
+
+struct segment {
+	uint32_t id;
+	uint32_t kind; /* enum tierd_seg_kind */
+	dev_t dev;
+	ino_t ino;
+	int memfd;
+	void *alias;
+	uint64_t size_bytes, page_size, npages;
+	struct page_state *pages;
+	struct region_set regions;
+
+	/* Windows armed this epoch, shared by all attachments. */
+	struct region_window *windows;
+	size_t nwindows, windows_cap;
+
+	struct attachment *attachments; /* list through attachment.seg_next */
+	unsigned nattach;
+
+	uint64_t faults;             /* minor faults resolved */
+	uint64_t first_touch_faults; /* faults on pages tierd had not zapped (new process) */
+	uint64_t windows_closed;
+	struct segment *next, *grave_next;
+};
+
+struct memfd_info {
+	dev_t dev;
+	ino_t ino;
+	uint32_t kind;
+	uint64_t size_bytes, page_size;
+	int seals;
+};
+
+/*
+ * Inspects an fd a client claims is a tracked memfd: tmpfs or hugetlbfs, sealed against shrinking
+ * (F_SEAL_SHRINK: an unsealed file that shrinks would SIGBUS tierd's alias). Returns 0 or a
+ * negative errno with a human reason in `why`.
+ */
+int memfd_inspect(int fd, struct memfd_info *info, char *why, size_t whylen);
+
+/* True when `fd` is a userfaultfd. */
+bool fd_is_userfaultfd(int fd);
+
+/*
+ * Checks that process `pid` maps the file (dev, ino) at [base, base+length) from offset 0,
+ * possibly as several adjacent VMAs. `maps_path` is normally "/proc/PID/maps" (tests pass a
+ * fixture). Returns 0, -ENOENT when not covered, or a negative errno.
+ */
+int maps_cover(const char *maps_path, uint64_t base, uint64_t length, dev_t dev, ino_t ino);
+
+int segment_new(const struct memfd_info *info, int memfd, uint32_t id, uint64_t window_pages,
+		size_t min_regions, size_t max_regions, struct segment **ret);
+struct segment *segment_free(struct segment *seg);
+
+/* Records an access to `page` at `epoch`. */
+static inline void page_touch(struct page_state *ps, uint32_t epoch)
+{
+	if (ps->accesses != UINT32_MAX)
+		ps->accesses++;
+	ps->last_epoch = epoch;
+	if (ps->flags & PS_ARMED)
+		ps->flags |= PS_HIT;
+}
+
+#endif

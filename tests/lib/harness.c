@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+#include "harness.h"
+
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tierd/tier.h"
+
+static char dir[64];
+static long old_nr_hugepages = -1;
+
+const char *harness_bin(const char *name)
+{
+	static char path[4][512];
+	static int slot;
+	const char *b = getenv("BUILD");
+	char *p = path[slot++ % 4];
+
+	snprintf(p, 512, "%s/%s", b && *b ? b : "build", name);
+	return p;
+}
+
+const char *harness_dir(void)
+{
+	if (!dir[0]) {
+		snprintf(dir, sizeof(dir), "/tmp/tierd-test.XXXXXX");
+		if (!mkdtemp(dir)) {
+			perror("mkdtemp");
+			abort();
+		}
+		chmod(dir, 0755);
+	}
+	return dir;
+}
+
+void harness_cleanup(void)
+{
+	char cmd[128];
+
+	if (dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cleanup of %s failed\n", dir);
+		dir[0] = '\0';
+	}
+}
+
+uint64_t mono_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void msleep(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static bool accepts(const char *sock)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+pid_t daemon_start(const char *sock, ...)
+{
+	char *argv[32];
+	int argc = 0;
+	va_list ap;
+	pid_t pid;
+
+	argv[argc++] = (char *)harness_bin("tierd");
+	argv[argc++] = "--socket";
+	argv[argc++] = (char *)sock;
+	va_start(ap, sock);
+	for (char *a; argc < 31 && (a = va_arg(ap, char *));)
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	pid = spawn(argv);
+	if (pid < 0)
+		return -1;
+	for (int i = 0; i < 500; i++) {
+		int st;
+
+		if (accepts(sock))
+			return pid;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return -1;
+		msleep(10);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+int daemon_stop(pid_t pid)
+{
+	int r;
+
+	if (pid <= 0)
+		return -1;
+	kill(pid, SIGCONT);
+	kill(pid, SIGTERM);
+	r = wait_exit(pid, 3000);
+	return r;
+}
+
+pid_t spawn(char *const argv[])
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		execv(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
+int wait_exit(pid_t pid, unsigned timeout_ms)
+{
+	uint64_t deadline = mono_usec() + (uint64_t)timeout_ms * 1000;
+	int st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (r < 0)
+			return -errno;
+		if (mono_usec() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -ETIMEDOUT;
+		}
+		msleep(5);
+	}
+}
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static int write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "we");
+	int r;
+
+	if (!f)
+		return -errno;
+	r = fprintf(f, "%ld\n", v) < 0 ? -EIO : 0;
+	if (fclose(f) != 0)
+		r = -errno;
+	return r;
+}
+
+int hugepages_reserve(long n)
+{
+	const char *nr = "/proc/sys/vm/nr_hugepages";
+	const char *fr = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+	long cur = read_long(nr), free_now = read_long(fr);
+
+	if (cur < 0 || free_now < 0)
+		return -ENOENT;
+	if (free_now >= n)
+		return 0;
+	if (old_nr_hugepages < 0)
+		old_nr_hugepages = cur;
+	if (write_long(nr, cur + (n - free_now)) < 0)
+		return -EPERM;
+	return read_long(fr) >= n ? 0 : -ENOMEM;
+}
+
+void hugepages_restore(void)
+{
+	if (old_nr_hugepages >= 0) {
+		(void)write_long("/proc/sys/vm/nr_hugepages", old_nr_hugepages);
+		old_nr_hugepages = -1;
+	}
+}
+
+int status_fetch(const char *sock, char *buf, size_t len)
+{
+	return tier_status_json(sock, buf, len);
+}
+
+long long json_int(const char *json, const char *after, const char *key)
+{
+	char pat[96];
+	const char *p = json;
+
+	if (after) {
+		p = strstr(json, after);
+		if (!p)
+			return -1;
+	}
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(p, pat);
+	if (!p)
+		return -1;
+	return strtoll(p + strlen(pat), NULL, 10);
+}
+
+pid_t spawn_out(char *const argv[], const char *out_path, const char *env)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		if (env)
+			putenv((char *)env);
+		execv(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
+int read_text(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n, total = 0;
+
+	if (fd < 0)
+		return -errno;
+	while ((size_t)total + 1 < len && (n = read(fd, buf + total, len - 1 - (size_t)total)) > 0)
+		total += n;
+	close(fd);
+	buf[total] = '\0';
+	return (int)total;
+}
+
+long long kv_int(const char *text, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), " %s=", key);
+	p = strstr(text, pat);
+	return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}

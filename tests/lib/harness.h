@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test harness for kernel tests: start/stop a real tierd, reserve huge pages (restoring the old
+ * value), run helper processes with deadlines, and read tierd's status document.
+ */
+#ifndef TIERD_TEST_HARNESS_H
+#define TIERD_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* $BUILD/<name> (BUILD defaults to "build"). */
+const char *harness_bin(const char *name);
+/* A fresh directory under /tmp, removed by harness_cleanup(). */
+const char *harness_dir(void);
+void harness_cleanup(void);
+
+/* Starts tierd on `sock` with extra args (NULL-terminated). Waits until it accepts. -1 on failure. */
+pid_t daemon_start(const char *sock, ...) __attribute__((sentinel));
+/* SIGTERM, then SIGKILL after 3 s. Returns the exit status as from waitpid. */
+int daemon_stop(pid_t pid);
+
+/* Ensures at least n free 2 MiB huge pages; the old nr_hugepages is restored by hugepages_restore. */
+int hugepages_reserve(long n);
+void hugepages_restore(void);
+
+/* Forks and execs argv; returns the pid. */
+pid_t spawn(char *const argv[]);
+/* Waits for pid up to timeout_ms; returns exit status (>= 0), 128+sig when killed, -ETIMEDOUT
+ * (after SIGKILLing it) on timeout. */
+int wait_exit(pid_t pid, unsigned timeout_ms);
+
+/* Fetches tierd's status JSON; returns its length or a negative errno. */
+int status_fetch(const char *sock, char *buf, size_t len);
+/* The first integer value of "key": in json after the first occurrence of `after` (or from the
+ * start when NULL). -1 when absent. */
+long long json_int(const char *json, const char *after, const char *key);
+
+uint64_t mono_usec(void);
+void msleep(unsigned ms);
+
+#endif
+
+#ifndef TIERD_TEST_HARNESS_SPAWN_OUT
+#define TIERD_TEST_HARNESS_SPAWN_OUT
+/* Like spawn(), with stdout+stderr appended to out_path and extra environment "K=V" (or NULL). */
+pid_t spawn_out(char *const argv[], const char *out_path, const char *env);
+/* Reads a whole small file into buf (NUL-terminated); returns length or negative errno. */
+int read_text(const char *path, char *buf, size_t len);
+/* The integer after "key=" in text, -1 when absent. */
+long long kv_int(const char *text, const char *key);
+#endif

@@ -1,0 +1,37 @@
+#!/bin/bash
+# make demo: start a private tierd, run tierd-demo against it, stop it. Reserves a few huge pages
+# for the hugetlb segment and restores vm.nr_hugepages afterwards.
+set -eu
+BUILD=${BUILD:-build}
+if [ "$(id -u)" -ne 0 ]; then
+	echo "make demo needs root (userfaultfd device, huge pages). Try: sudo make demo" >&2
+	exit 1
+fi
+dir=$(mktemp -d /tmp/tierd-demo.XXXXXX)
+nr=/proc/sys/vm/nr_hugepages
+old_nr=$(cat $nr)
+tierd_pid=
+cleanup() {
+	[ -n "$tierd_pid" ] && kill "$tierd_pid" 2>/dev/null && wait "$tierd_pid" 2>/dev/null
+	echo "$old_nr" > $nr
+	rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+# 64 MiB of 2 MiB pages for the demo's hugetlb segment, on top of what is free now.
+free_huge=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages)
+[ "$free_huge" -lt 32 ] && echo $((old_nr + 32 - free_huge)) > $nr
+
+echo "== tierd demo: tracking shared memory with userfaultfd minor faults"
+echo "   kernel $(uname -r); $("$BUILD"/tierd --check-system | grep -c ': yes') of 2 segment kinds trackable"
+"$BUILD"/tierd --socket "$dir/tierd.sock" --epoch-ms 50 >"$dir/tierd.log" 2>&1 &
+tierd_pid=$!
+for _ in $(seq 100); do [ -S "$dir/tierd.sock" ] && break; sleep 0.05; done
+echo "   tierd pid $tierd_pid on $dir/tierd.sock (log: tierd.log)"
+echo
+"$BUILD"/tierd-demo --socket "$dir/tierd.sock" --seconds 5
+echo
+echo "== tierd's counters after the demo detached (tierctl status):"
+"$BUILD"/tierctl --socket "$dir/tierd.sock" status | sed 's/^/   /'
+echo
+echo "== tierd's log"
+sed 's/^/   /' "$dir/tierd.log" | head -20
