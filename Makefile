@@ -3,6 +3,8 @@
 #   make demo       see tiering happen      make bench     benchmarks → bench/results/
 #   make install    DESTDIR/PREFIX aware    make help      this list
 .DELETE_ON_ERROR:
+# Objects and test binaries are intermediate in pattern chains; keep them between runs.
+.SECONDARY:
 .SUFFIXES:
 
 PREFIX   ?= /usr/local
@@ -43,7 +45,7 @@ endif
 
 COMMON_SRC := lib/uffd.c lib/proto.c
 DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
-              daemon/log.c
+              daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c
 LIBTIER_SRC := lib/libtier.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -55,9 +57,10 @@ TOOLS      := $(BUILD)/tierd-demo $(BUILD)/tierd-bench $(BUILD)/tierctl
 
 UNIT_TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 KERNEL_TESTS := $(patsubst tests/kernel/%.c,$(BUILD)/tests/kernel/%,$(wildcard tests/kernel/test_*.c))
+VM_TESTS     := $(patsubst tests/vm/%.c,$(BUILD)/tests/vm/%,$(wildcard tests/vm/test_*.c))
 TEST_HELPERS := $(BUILD)/tests/helpers/tier-client
 
-.PHONY: all check check-unit check-kernel demo bench install clean help
+.PHONY: all check check-unit check-kernel check-vm demo demo-vm bench install clean help
 all: $(TIERD) $(LIBTIER_SO) $(LIBTIER_A) $(TOOLS)
 
 $(BUILD)/obj/%.o: %.c
@@ -88,16 +91,22 @@ $(BUILD)/tierctl: $(call obj,tools/tierctl.c) $(LIBTIER_A)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread
 
 # Unit tests link the daemon's pure modules directly.
-UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c $(COMMON_SRC))
+UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c daemon/migrate.c daemon/tiers.c $(COMMON_SRC))
 $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lnuma
 
 $(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread
+
+# Tests for a machine with several NUMA nodes (run in the QEMU guest by make check-vm).
+$(BUILD)/tests/vm/%: $(call obj,tests/vm/%.c tests/lib/harness.c) $(LIBTIER_A)
+	$(call say,LINK,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread -lnuma
 
 $(BUILD)/tests/helpers/%: $(call obj,tests/helpers/%.c tests/lib/harness.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
@@ -112,6 +121,18 @@ check-unit: $(UNIT_TESTS)
 
 check-kernel: all $(KERNEL_TESTS) $(TEST_HELPERS)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(KERNEL_TESTS)
+
+# Multi-node tests in a QEMU guest (tests/vm/run-vm.sh; this host has one NUMA node). The guest
+# kernel is fetched once into build/vm-cache/. GUEST_TESTS="..." picks the binaries to run.
+# Both topologies run even when the first fails.
+check-vm: all $(VM_TESTS) $(KERNEL_TESTS) $(TEST_HELPERS)
+	$(Q)rc=0; for n in 2 3; do \
+		BUILD=$(BUILD) tests/vm/run-vm.sh --nodes $$n --timeout 1200 -- tests/vm/guest-check.sh \
+			|| rc=1; \
+	done; exit $$rc
+
+demo-vm: all
+	$(Q)BUILD=$(BUILD) tests/vm/run-vm.sh --nodes 2 --timeout 600 -- tools/demo.sh
 
 demo: all
 	$(Q)BUILD=$(BUILD) tools/demo.sh

@@ -494,6 +494,8 @@ void manager_epoch(struct manager *m)
 			region_set_adapt(&s->regions, m->cfg.merge_delta);
 		active += s->nattach > 0;
 	}
+	/* Placement runs on closed windows' scores, before new windows are zapped. */
+	manager_placement(m);
 	if (!active || m->cfg.max_windows == 0)
 		return;
 	budget = m->cfg.max_windows / active;

@@ -30,6 +30,12 @@ static void help(void)
 	       "      --allow-uid UID        accept clients of this uid (repeatable; default: any\n"
 	       "                             uid that the socket's mode lets connect)\n"
 	       "      --allow-gid GID        accept clients of this gid (repeatable)\n"
+	       "      --no-migrate           track only, never move pages\n"
+	       "      --fast-budget-mib N    tracked memory allowed on the fast tier (default:\n"
+	       "                             90%% of the fast tier's memory)\n"
+	       "      --rate-limit-mbps N    migration rate cap (default 512)\n"
+	       "      --migrate-every N      migration pass every N epochs (default 5)\n"
+	       "      --reserve-mib N        free memory per node migration never uses (default 64)\n"
 	       "      --check-system         report the kernel features tierd needs and exit\n"
 	       "  -v, --verbose              debug logging\n"
 	       "  -h, --help                 this help\n",
@@ -88,7 +94,8 @@ static int check_system(void)
 
 int main(int argc, char **argv)
 {
-	enum { O_EPOCH = 256, O_MAXWIN, O_WINKIB, O_MAXREG, O_HOT, O_HB, O_REG, O_UID, O_GID, O_CHECK };
+	enum { O_EPOCH = 256, O_MAXWIN, O_WINKIB, O_MAXREG, O_HOT, O_HB, O_REG, O_UID, O_GID, O_CHECK,
+	       O_NOMIG, O_BUDGET, O_RATE, O_MIGEVERY, O_RESERVE, O_SYSFS };
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "epoch-ms", required_argument, NULL, O_EPOCH },
@@ -101,6 +108,12 @@ int main(int argc, char **argv)
 		{ "allow-uid", required_argument, NULL, O_UID },
 		{ "allow-gid", required_argument, NULL, O_GID },
 		{ "check-system", no_argument, NULL, O_CHECK },
+		{ "no-migrate", no_argument, NULL, O_NOMIG },
+		{ "fast-budget-mib", required_argument, NULL, O_BUDGET },
+		{ "rate-limit-mbps", required_argument, NULL, O_RATE },
+		{ "migrate-every", required_argument, NULL, O_MIGEVERY },
+		{ "reserve-mib", required_argument, NULL, O_RESERVE },
+		{ "sysfs-root", required_argument, NULL, O_SYSFS }, /* tests: a fixture topology */
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
@@ -185,6 +198,30 @@ int main(int argc, char **argv)
 		}
 		case O_CHECK:
 			return check_system();
+		case O_NOMIG:
+			cfg.migrate = false;
+			break;
+		case O_BUDGET:
+			if (parse_u32(optarg, "--fast-budget-mib", 1, UINT32_MAX - 1, &v) < 0)
+				return 2;
+			cfg.fast_budget_bytes = (uint64_t)v << 20;
+			break;
+		case O_RATE:
+			if (parse_u32(optarg, "--rate-limit-mbps", 1, 1000000, &cfg.rate_limit_mbps) < 0)
+				return 2;
+			break;
+		case O_MIGEVERY:
+			if (parse_u32(optarg, "--migrate-every", 1, 10000, &cfg.migrate_every_epochs) < 0)
+				return 2;
+			break;
+		case O_RESERVE:
+			if (parse_u32(optarg, "--reserve-mib", 0, UINT32_MAX - 1, &v) < 0)
+				return 2;
+			cfg.reserve_bytes = (uint64_t)v << 20;
+			break;
+		case O_SYSFS:
+			cfg.sysfs_root = optarg;
+			break;
 		case 'v':
 			log_set_max_level(LOG_DEBUG);
 			break;

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <numa.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,6 +48,15 @@ void tierd_config_defaults(struct tierd_config *cfg)
 		/* A client more than 4 epochs behind on zaps is skipped until it catches up. */
 		.max_zaps_in_flight = 4,
 		.uffd_dev_path = "/dev/userfaultfd",
+		.migrate = true,
+		/* Hysteresis between the watermarks keeps demotion from running every pass. */
+		.high_wm = 0.95f,
+		.low_wm = 0.85f,
+		/* Well below what one core moves (GB/s): migration must not starve the fault path. */
+		.rate_limit_mbps = 512,
+		.migrate_every_epochs = 5,
+		.reserve_bytes = 64ull << 20,
+		.sysfs_root = "/sys",
 	};
 	snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", TIERD_DEFAULT_SOCKET);
 }
@@ -152,6 +160,9 @@ int manager_new(const struct tierd_config *cfg, struct manager **ret)
 		r = log_error_errno(-errno, "epoll_create1: %m");
 		goto fail;
 	}
+	r = manager_tiers_init(m);
+	if (r < 0)
+		goto fail;
 	r = setup_socket(m);
 	if (r < 0)
 		goto fail;
@@ -241,7 +252,8 @@ void manager_client_drop(struct manager *m, struct client *c, const char *why)
 			break;
 		}
 	if (why)
-		log_info("pid %d client %u: detached (%s)", (int)c->pid, c->id, why);
+		log_full(c->ever_attached ? LOG_INFO : LOG_DEBUG, 0, "pid %d client %u: detached (%s)",
+			 (int)c->pid, c->id, why);
 	c->grave_next = m->graveyard;
 	m->graveyard = c;
 }
@@ -386,6 +398,7 @@ static void on_attach(struct manager *m, struct client *c, const struct tierd_ms
 		r = attachment_new(m, c, msg, fds[0], fds[1], &a, why, sizeof(why));
 	}
 	if (r == 0) {
+		c->ever_attached = true;
 		/* The memfd now belongs to the segment (or was closed), the uffd to the attachment. */
 		fds[0] = fds[1] = -1;
 		rep.attach_id = a->id;
@@ -487,13 +500,6 @@ static bool json_add(char *buf, size_t cap, size_t *len, const char *fmt, ...)
 	return true;
 }
 
-static int numa_nodes(void)
-{
-	if (numa_available() < 0)
-		return 1;
-	return numa_num_configured_nodes();
-}
-
 static void on_status(struct manager *m, struct client *c, const struct tierd_msg_hdr *q)
 {
 	static char buf[TIERD_MSG_MAX_BYTES];
@@ -513,27 +519,45 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 ",\"windows_closed\":%" PRIu64 ",\"zaps_sent\":%" PRIu64 ",\"zaps_skipped\":%" PRIu64 ",\"zap_acks\":%" PRIu64
 		 ",\"zap_errors\":%" PRIu64 ",\"clients_accepted\":%" PRIu64
 		 ",\"clients_refused\":%" PRIu64 ",\"clients_dropped\":%" PRIu64
-		 ",\"attach_refused\":%" PRIu64 ",\"register_errors\":%" PRIu64 "},\"segments\":[",
+		 ",\"attach_refused\":%" PRIu64 ",\"register_errors\":%" PRIu64 "},\"tiers\":%u,\"migration\":{\"enabled\":%s"
+		 ",\"promoted\":%" PRIu64 ",\"demoted\":%" PRIu64 ",\"bytes_moved\":%" PRIu64
+		 ",\"move_calls\":%" PRIu64 ",\"move_usec\":%" PRIu64 ",\"failed_nomem\":%" PRIu64 ",\"failed_busy\":%" PRIu64
+		 ",\"failed_access\":%" PRIu64 ",\"failed_noent\":%" PRIu64 ",\"failed_other\":%" PRIu64
+		 "},\"segments\":[",
 		 TIERD_PROTO_VERSION, (int)getpid(), (double)(now_usec() - m->started_usec) / 1e6,
-		 m->epoch, numa_nodes(), m->nclients, s->faults, s->first_touch_faults,
+		 m->epoch, m->topo.nnodes, m->nclients, s->faults, s->first_touch_faults,
 		 s->continue_eexist, s->continue_retries, s->continue_absent, s->wake_after_unregister, s->windows_armed,
 		 s->windows_closed, s->zaps_sent, s->zaps_skipped, s->zap_acks, s->zap_errors, s->clients_accepted,
-		 s->clients_refused, s->clients_dropped, s->attach_refused, s->register_errors);
+		 s->clients_refused, s->clients_dropped, s->attach_refused, s->register_errors,
+		 m->topo.ntiers, m->cfg.migrate && m->topo.ntiers > 1 ? "true" : "false",
+		 m->mstats.promoted, m->mstats.demoted, m->mstats.bytes_moved, m->mstats.calls, m->mstats.move_usec,
+		 m->mstats.err_nomem, m->mstats.err_busy, m->mstats.err_access, m->mstats.err_noent,
+		 m->mstats.err_other + m->mstats.err_fault);
 	for (const struct segment *seg = m->segments; seg && !cut; seg = seg->next) {
+		char nodes[SEG_MAX_NODES * 24] = "";
+		size_t nl = 0;
 		uint64_t hot = 0;
 
 		for (size_t i = 0; i < seg->regions.n; i++)
 			if (seg->regions.r[i].score >= m->cfg.hot_threshold)
 				hot += seg->regions.r[i].end - seg->regions.r[i].start;
+		for (unsigned i = 0; i < m->topo.nnodes && i < SEG_MAX_NODES; i++) {
+			int id = m->topo.nodes[i].id;
+
+			if (id < SEG_MAX_NODES)
+				json_add(nodes, sizeof(nodes), &nl, "%s\"%d\":%" PRIu64, nl ? "," : "", id,
+					 seg->pages_on_node[id]);
+		}
 		cut = !json_add(js, cap, &len,
 				"%s{\"id\":%u,\"kind\":\"%s\",\"size_bytes\":%" PRIu64
 				",\"page_size\":%" PRIu64 ",\"pages\":%" PRIu64 ",\"attachments\":%u"
 				",\"faults\":%" PRIu64 ",\"first_touch_faults\":%" PRIu64
-				",\"regions\":%zu,\"hot_pages\":%" PRIu64 ",\"windows_open\":%zu}",
+				",\"regions\":%zu,\"hot_pages\":%" PRIu64 ",\"windows_open\":%zu"
+				",\"pages_on_node\":{%s}}",
 				first ? "" : ",", seg->id,
 				seg->kind == TIERD_SEG_HUGETLB ? "hugetlb" : "shmem", seg->size_bytes,
 				seg->page_size, seg->npages, seg->nattach, seg->faults,
-				seg->first_touch_faults, seg->regions.n, hot, seg->nwindows);
+				seg->first_touch_faults, seg->regions.n, hot, seg->nwindows, nodes);
 		first = false;
 	}
 	if (cut) {
@@ -676,11 +700,9 @@ int manager_run(struct manager *m)
 	struct epoll_event evs[64];
 
 	sd_notifyf(0, "READY=1\nSTATUS=Serving %s", m->own_socket ? m->cfg.socket_path : "systemd socket");
-	log_info("tierd ready on %s (epoch %u ms, %u windows/epoch, %d NUMA node(s))",
+	log_info("tierd ready on %s (epoch %u ms, %u windows/epoch, %u NUMA node(s) in %u tier(s))",
 		 m->own_socket ? m->cfg.socket_path : "the systemd socket", m->cfg.epoch_ms,
-		 m->cfg.max_windows, numa_nodes());
-	if (numa_nodes() < 2)
-		log_info("One NUMA node: tracking only, nothing to migrate");
+		 m->cfg.max_windows, m->topo.nnodes, m->topo.ntiers);
 	while (!m->quit) {
 		int n = epoll_wait(m->epfd, evs, 64, -1);
 
@@ -742,6 +764,8 @@ struct manager *manager_free(struct manager *m)
 		close(m->signal_fd);
 	if (m->epfd >= 0)
 		close(m->epfd);
+	free(m->cands);
+	free(m->pagebuf);
 	free(m);
 	return NULL;
 }

@@ -11,7 +11,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "migrate.h"
 #include "segment.h"
+#include "tiers.h"
 #include "tierd/proto.h"
 
 #define TIERD_MAX_ALLOW 32
@@ -34,6 +36,15 @@ struct tierd_config {
 	uid_t allow_uids[TIERD_MAX_ALLOW];
 	gid_t allow_gids[TIERD_MAX_ALLOW];
 	const char *uffd_dev_path;  /* "/dev/userfaultfd" */
+
+	/* Placement (ignored with one memory tier). */
+	bool migrate;               /* false: track only */
+	uint64_t fast_budget_bytes; /* tracked memory allowed on the fast tier; 0 = 90% of it */
+	float high_wm, low_wm;      /* demote above high * budget, down to low * budget */
+	uint32_t rate_limit_mbps;   /* migration rate cap */
+	uint32_t migrate_every_epochs;
+	uint64_t reserve_bytes;     /* free memory per node that migration never consumes */
+	const char *sysfs_root;     /* "/sys" */
 };
 
 void tierd_config_defaults(struct tierd_config *cfg);
@@ -70,6 +81,7 @@ struct client {
 	uid_t uid;
 	gid_t gid;
 	bool hello_done;
+	bool ever_attached; /* query-only connections are logged at debug level */
 	bool dead;
 	uint64_t seq;
 	struct client *grave_next;
@@ -100,6 +112,15 @@ struct manager {
 	uint32_t epoch;
 	uint64_t started_usec;
 	struct manager_stats stats;
+	/* Placement state (placement.c). */
+	struct tier_topology topo;
+	struct migrate_stats mstats;
+	bool move_all; /* MPOL_MF_MOVE_ALL allowed (CAP_SYS_NICE) */
+	uint64_t tokens_bytes, tokens_usec;
+	struct migrate_candidate *cands;
+	size_t cands_cap;
+	uint64_t *pagebuf;
+	size_t pagebuf_cap;
 	/* Objects that died during an epoll batch are freed after the batch. */
 	struct client *graveyard;
 	struct attachment *graveyard_attachments;
@@ -111,6 +132,10 @@ int manager_new(const struct tierd_config *cfg, struct manager **ret);
 struct manager *manager_free(struct manager *m);
 /* Runs until SIGTERM/SIGINT. Returns 0 or a negative errno. */
 int manager_run(struct manager *m);
+
+/* placement.c */
+int manager_tiers_init(struct manager *m);
+void manager_placement(struct manager *m);
 
 /* attach.c */
 int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_attach *msg, int memfd,

@@ -32,6 +32,9 @@ _Static_assert(sizeof(struct page_state) <= 16, "page_state must stay within 16 
 
 struct attachment;
 
+/* Per-segment page counts are kept for node ids below this (status and tests). */
+#define SEG_MAX_NODES 16
+
 struct segment {
 	uint32_t id;
 	uint32_t kind; /* enum tierd_seg_kind */
@@ -40,6 +43,7 @@ struct segment {
 	int memfd;
 	void *alias;
 	uint64_t size_bytes, page_size, npages;
+	bool alias_populated; /* hugetlb: the alias maps every page (migration needs it) */
 	struct page_state *pages;
 	struct region_set regions;
 
@@ -53,6 +57,7 @@ struct segment {
 	uint64_t faults;             /* minor faults resolved */
 	uint64_t first_touch_faults; /* faults on pages tierd had not zapped (new process) */
 	uint64_t windows_closed;
+	uint64_t pages_on_node[SEG_MAX_NODES]; /* as of the last placement pass */
 	struct segment *next, *grave_next;
 };
 

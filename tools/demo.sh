@@ -8,18 +8,24 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 dir=$(mktemp -d /tmp/tierd-demo.XXXXXX)
-nr=/proc/sys/vm/nr_hugepages
-old_nr=$(cat $nr)
+# 64 MiB of 2 MiB pages for the demo's hugetlb segment. With several nodes the demo starts its
+# memory on the slowest node, so the pages must be in that node's pool.
+nodes=(/sys/devices/system/node/node[0-9]*)
+if [ ${#nodes[@]} -gt 1 ]; then
+	pool=${nodes[-1]}/hugepages/hugepages-2048kB
+else
+	pool=/sys/kernel/mm/hugepages/hugepages-2048kB
+fi
+old_nr=$(cat "$pool/nr_hugepages")
 tierd_pid=
 cleanup() {
 	[ -n "$tierd_pid" ] && kill "$tierd_pid" 2>/dev/null && wait "$tierd_pid" 2>/dev/null
-	echo "$old_nr" > $nr
+	echo "$old_nr" > "$pool/nr_hugepages"
 	rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
-# 64 MiB of 2 MiB pages for the demo's hugetlb segment, on top of what is free now.
-free_huge=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages)
-[ "$free_huge" -lt 32 ] && echo $((old_nr + 32 - free_huge)) > $nr
+free_huge=$(cat "$pool/free_hugepages")
+[ "$free_huge" -lt 32 ] && echo $((old_nr + 32 - free_huge)) > "$pool/nr_hugepages"
 
 echo "== tierd demo: tracking shared memory with userfaultfd minor faults"
 echo "   kernel $(uname -r); $("$BUILD"/tierd --check-system | grep -c ': yes') of 2 segment kinds trackable"

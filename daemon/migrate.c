@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+/* Migration planning (pure) and execution with move_pages(2) on tierd's alias mappings. */
+#include "migrate.h"
+
+#include <errno.h>
+#include <numaif.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "segment.h"
+#include "tierd/proto.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* move_pages() has a fixed cost of tens of microseconds per call (ARCHITECTURE.md §2): batch. */
+#define MOVE_BATCH_PAGES 4096
+/* A page must be this much hotter than the fast-tier page it displaces: no ping-pong. */
+#define SWAP_HYSTERESIS 0.10f
+
+static int by_score_desc(const void *a, const void *b)
+{
+	float x = ((const struct migrate_candidate *)a)->score;
+	float y = ((const struct migrate_candidate *)b)->score;
+
+	return (x < y) - (x > y);
+}
+
+static int by_score_asc(const void *a, const void *b)
+{
+	return by_score_desc(b, a);
+}
+
+void migrate_plan_build(struct migrate_candidate *cands, size_t n, const struct migrate_budget *b,
+			struct migrate_plan *plan)
+{
+	uint64_t used = b->fast_used_bytes, moved = 0, free_bytes = b->fast_free_bytes;
+	uint64_t high = (uint64_t)((double)b->fast_budget_bytes * b->high_wm);
+	uint64_t low = (uint64_t)((double)b->fast_budget_bytes * b->low_wm);
+	size_t nfast = 0, nslow = 0, d = 0;
+	struct migrate_candidate *fast, *slow;
+
+	memset(plan, 0, sizeof(*plan));
+	/* Partition in place: fast-tier pages first, then hot pages off the fast tier. */
+	for (size_t i = 0; i < n; i++) {
+		if (cands[i].tier == 0) {
+			struct migrate_candidate t = cands[nfast];
+
+			cands[nfast++] = cands[i];
+			cands[i] = t;
+		}
+	}
+	for (size_t i = nfast; i < n; i++) {
+		if (cands[i].tier > 0 && cands[i].score >= b->hot_threshold) {
+			struct migrate_candidate t = cands[nfast + nslow];
+
+			cands[nfast + nslow++] = cands[i];
+			cands[i] = t;
+		}
+	}
+	fast = cands;
+	slow = cands + nfast;
+	qsort(fast, nfast, sizeof(*fast), by_score_asc);  /* coldest first */
+	qsort(slow, nslow, sizeof(*slow), by_score_desc); /* hottest first */
+
+	/* Over the high watermark: demote the coldest down to the low watermark. */
+	if (used > high)
+		while (used > low && d < nfast && moved + fast[d].page_bytes <= b->max_move_bytes) {
+			used -= fast[d].page_bytes;
+			moved += fast[d].page_bytes;
+			free_bytes += fast[d].page_bytes;
+			d++;
+		}
+
+	plan->promote = slow;
+	for (size_t i = 0; i < nslow; i++) {
+		uint64_t sz = slow[i].page_bytes;
+
+		if (moved + sz > b->max_move_bytes)
+			break;
+		if (used + sz <= high && free_bytes >= sz) {
+			plan->npromote++;
+			used += sz;
+			free_bytes -= sz;
+			moved += sz;
+			continue;
+		}
+		/* Full: swap with the coldest remaining fast page if this one is clearly hotter and
+		 * the swap frees at least as much as it takes. */
+		if (d < nfast && fast[d].page_bytes >= sz && moved + sz + fast[d].page_bytes <= b->max_move_bytes &&
+		    fast[d].score + SWAP_HYSTERESIS <= slow[i].score) {
+			moved += sz + fast[d].page_bytes;
+			used = used - fast[d].page_bytes + sz;
+			d++;
+			plan->npromote++;
+			continue;
+		}
+		break;
+	}
+	plan->demote = fast;
+	plan->ndemote = d;
+}
+
+static uint64_t mono_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void count_status(int status, int node, struct migrate_stats *st)
+{
+	if (status == node)
+		return;
+	switch (status) {
+	case -ENOMEM:
+		st->err_nomem++; /* the target node is full */
+		break;
+	case -EBUSY:
+		st->err_busy++; /* page in use (pinned, under I/O): retried next pass */
+		break;
+	case -EACCES:
+		st->err_access++; /* mapped by another process and MOVE_ALL not allowed */
+		break;
+	case -ENOENT:
+		st->err_noent++; /* not mapped in the alias (a hole) */
+		break;
+	case -EFAULT:
+		st->err_fault++;
+		break;
+	default:
+		st->err_other++; /* e.g. -EINVAL, or another node (cpuset.mems) */
+		break;
+	}
+}
+
+long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int node,
+		      bool *move_all, struct migrate_stats *st)
+{
+	static void *addrs[MOVE_BATCH_PAGES];
+	static int nodes[MOVE_BATCH_PAGES], status[MOVE_BATCH_PAGES];
+	long moved = 0;
+
+	for (size_t off = 0; off < n; off += MOVE_BATCH_PAGES) {
+		size_t k = n - off < MOVE_BATCH_PAGES ? n - off : MOVE_BATCH_PAGES;
+		uint64_t t0 = mono_usec();
+		long r;
+
+		for (size_t i = 0; i < k; i++) {
+			addrs[i] = (char *)seg->alias + pages[off + i] * seg->page_size;
+			nodes[i] = node;
+			status[i] = -EINVAL;
+		}
+		st->calls++;
+		r = move_pages(0, (unsigned long)k, addrs, nodes, status,
+			       *move_all ? MPOL_MF_MOVE_ALL : MPOL_MF_MOVE);
+		if (r < 0 && errno == EPERM && *move_all) {
+			/* No CAP_SYS_NICE: only pages no client maps can move (zapped pages). */
+			*move_all = false;
+			st->calls++;
+			r = move_pages(0, (unsigned long)k, addrs, nodes, status, MPOL_MF_MOVE);
+		}
+		st->move_usec += mono_usec() - t0;
+		if (r < 0)
+			return moved ? moved : -errno;
+		st->batches++;
+		for (size_t i = 0; i < k; i++) {
+			struct page_state *ps = &seg->pages[pages[off + i]];
+
+			if (status[i] == node) {
+				moved++;
+				ps->node = (int16_t)node;
+				st->bytes_moved += seg->page_size;
+			} else {
+				if (status[i] >= 0)
+					ps->node = (int16_t)status[i];
+				count_status(status[i], node, st);
+			}
+		}
+	}
+	return moved;
+}
+
+int migrate_populate_alias(struct segment *seg)
+{
+	off_t pos = 0, end = (off_t)seg->size_bytes;
+
+	if (seg->kind == TIERD_SEG_HUGETLB) {
+		if (seg->alias_populated)
+			return 0;
+		if (madvise(seg->alias, seg->size_bytes, MADV_POPULATE_WRITE) < 0)
+			return -errno;
+		seg->alias_populated = true;
+		return 0;
+	}
+	/* Map only what exists: populating a hole would allocate memory the client never used. */
+	while (pos < end) {
+		off_t data = lseek(seg->memfd, pos, SEEK_DATA), hole;
+
+		if (data < 0)
+			return errno == ENXIO ? 0 : -errno;
+		hole = lseek(seg->memfd, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = end;
+		if (hole > end)
+			hole = end;
+		if (madvise((char *)seg->alias + data, (size_t)(hole - data), MADV_POPULATE_WRITE) < 0 &&
+		    errno != EFAULT)
+			return -errno;
+		pos = hole;
+	}
+	return 0;
+}
+
+long migrate_query_nodes(struct segment *seg)
+{
+	static void *addrs[MOVE_BATCH_PAGES];
+	static int status[MOVE_BATCH_PAGES];
+	long known = 0;
+
+	for (uint64_t off = 0; off < seg->npages; off += MOVE_BATCH_PAGES) {
+		size_t k = seg->npages - off < MOVE_BATCH_PAGES ? seg->npages - off : MOVE_BATCH_PAGES;
+
+		for (size_t i = 0; i < k; i++)
+			addrs[i] = (char *)seg->alias + (off + i) * seg->page_size;
+		if (move_pages(0, (unsigned long)k, addrs, NULL, status, 0) < 0)
+			return -errno;
+		for (size_t i = 0; i < k; i++) {
+			seg->pages[off + i].node = (int16_t)(status[i] >= 0 ? status[i] : -1);
+			known += status[i] >= 0;
+		}
+	}
+	return known;
+}

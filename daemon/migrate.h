@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Migration: where tracked pages live, which should move, and moving them.
+ *
+ * The planner is pure: given each candidate page's score and current tier, the fast tier's budget
+ * and watermarks and a cap, it returns the pages to promote and to demote. The executor moves
+ * pages with move_pages(2) on tierd's alias mapping of the segment (one move serves every
+ * process's mapping), checks each page's result and records why a page did not move.
+ */
+#ifndef TIERD_MIGRATE_H
+#define TIERD_MIGRATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct segment;
+
+/* Units are bytes throughout, so 4 KiB and 2 MiB pages of different segments plan together. */
+struct migrate_candidate {
+	uint32_t seg_index; /* caller's segment index */
+	uint32_t page_bytes;
+	uint64_t page;
+	float score;
+	int8_t tier;        /* current tier of the page's node; -1 unknown */
+};
+
+struct migrate_budget {
+	uint64_t fast_budget_bytes; /* tracked memory tierd may keep on the fast tier */
+	uint64_t fast_used_bytes;   /* tracked memory on the fast tier now */
+	float high_wm, low_wm;      /* shares of the budget: demote above high down to low */
+	float hot_threshold;        /* score at or above which a page is hot */
+	uint64_t max_move_bytes;    /* cap for this pass (rate limit and per-epoch cap) */
+	uint64_t fast_free_bytes;   /* free memory on the fast tier less the reserve */
+};
+
+struct migrate_plan {
+	struct migrate_candidate *promote, *demote;
+	size_t npromote, ndemote;
+};
+
+/*
+ * Plans one pass. `cands` is reordered. Hot pages off the fast tier are promoted hottest first
+ * while the budget has room (below high_wm, and within fast_free_pages); cold pages on the fast
+ * tier are demoted coldest first when usage is above high_wm (down to low_wm) or to make room for
+ * a hotter page. Never more than max_move_bytes moved in all. The plan points into `cands`.
+ */
+void migrate_plan_build(struct migrate_candidate *cands, size_t n, const struct migrate_budget *b,
+			struct migrate_plan *plan);
+
+/* Per-reason counters of pages that did not move. */
+struct migrate_stats {
+	uint64_t promoted, demoted, batches, calls;
+	uint64_t err_nomem, err_busy, err_access, err_noent, err_fault, err_other;
+	uint64_t bytes_moved;
+	uint64_t move_usec; /* time spent inside move_pages(2): the engine's throughput is
+			    * bytes_moved / move_usec */
+};
+
+/*
+ * Moves pages [pages[i]] of `seg` to `node` through its alias; updates page_state.node for each
+ * page from the per-page status. Uses MPOL_MF_MOVE_ALL (pages may be mapped by clients; needs
+ * CAP_SYS_NICE) and falls back to MPOL_MF_MOVE when that is refused. Returns pages moved, or a
+ * negative errno when move_pages itself failed.
+ */
+long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int node,
+		      bool *move_all, struct migrate_stats *st);
+
+/*
+ * Makes the alias map the pages that exist in the segment (move_pages needs them mapped) without
+ * allocating holes: shmem runs come from SEEK_DATA/SEEK_HOLE; hugetlb is populated whole the
+ * first time (hugetlbfs has no SEEK_DATA; its pages are reserved at the client's mmap anyway).
+ */
+int migrate_populate_alias(struct segment *seg);
+
+/* Refreshes page_state.node for all pages of seg (move_pages query). Returns pages with a node. */
+long migrate_query_nodes(struct segment *seg);
+
+#endif

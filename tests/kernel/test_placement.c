@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Placement on this one-node machine: tierd stays track-only on the real topology, and a node
+ * that refuses every migration (a fixture topology naming a node 1 the kernel does not have) is
+ * handled without errors reaching the application: its checksummed workload runs clean, tierd
+ * keeps serving and counts nothing as moved. The real cross-node behaviour is tested in the QEMU
+ * guest (tests/vm/test_migrate.c).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static void put(const char *root, const char *rel, const char *text)
+{
+	char path[512], dir[512], *slash;
+	FILE *f;
+
+	mkdir(root, 0755);
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	snprintf(dir, sizeof(dir), "%s", path);
+	for (char *p = dir + strlen(root) + 1; (slash = strchr(p, '/')); p = slash + 1) {
+		*slash = '\0';
+		mkdir(dir, 0755);
+		*slash = '/';
+	}
+	f = fopen(path, "we");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Node 0 as this machine has it, plus a memory-only node 1 that does not exist. */
+static void fake_two_nodes(const char *root)
+{
+	put(root, "devices/system/node/online", "0-1\n");
+	put(root, "devices/system/node/node0/cpulist", "0-1\n");
+	put(root, "devices/system/node/node0/meminfo",
+	    "Node 0 MemTotal:       8388608 kB\nNode 0 MemFree:        4194304 kB\n");
+	put(root, "devices/system/node/node0/distance", "10 20\n");
+	put(root, "devices/system/node/node1/cpulist", "\n");
+	put(root, "devices/system/node/node1/meminfo",
+	    "Node 1 MemTotal:       8388608 kB\nNode 1 MemFree:        8388608 kB\n");
+	put(root, "devices/system/node/node1/distance", "20 10\n");
+}
+
+static void test_refusing_node(void **state)
+{
+	char root[256], sock[256], out[256], text[4096], js[16384];
+	char *argv[] = { (char *)harness_bin("tests/helpers/tier-client"), "--socket", sock, "--kind",
+			 "shmem", "--threads", "2", "--mib", "16", "--ms", "2500", "--wait-tracked",
+			 "3000", NULL };
+	pid_t d, c;
+
+	(void)state;
+	snprintf(root, sizeof(root), "%s/sysfs", harness_dir());
+	snprintf(sock, sizeof(sock), "%s/refuse.sock", harness_dir());
+	snprintf(out, sizeof(out), "%s/refuse.out", harness_dir());
+	fake_two_nodes(root);
+	/* A 1 MiB budget: everything tierd tracks is over it, so it keeps trying to demote to a
+	 * node 1 that move_pages(2) refuses. */
+	d = daemon_start(sock, "--sysfs-root", root, "--epoch-ms", "50", "--migrate-every", "2",
+			 "--fast-budget-mib", "1", "--reserve-mib", "0", NULL);
+	assert_true(d > 0);
+	c = spawn_out(argv, out, NULL);
+	assert_int_equal(wait_exit(c, 30000), 0);
+	read_text(out, text, sizeof(text));
+	print_message("%s", text);
+	assert_int_equal(kv_int(text, "errors"), 0);
+	assert_int_equal(kv_int(text, "attaches"), 1); /* never dropped */
+	assert_int_equal(waitpid(d, NULL, WNOHANG), 0);
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	assert_int_equal(json_int(js, NULL, "tiers"), 2);
+	assert_int_equal(json_int(js, "\"migration\"", "demoted"), 0);
+	assert_int_equal(json_int(js, "\"migration\"", "promoted"), 0);
+	daemon_stop(d);
+}
+
+static void test_one_node_track_only(void **state)
+{
+	char sock[256], js[16384];
+	pid_t d;
+
+	(void)state;
+	snprintf(sock, sizeof(sock), "%s/one.sock", harness_dir());
+	d = daemon_start(sock, NULL);
+	assert_true(d > 0);
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	if (json_int(js, NULL, "numa_nodes") > 1)
+		skip(); /* not a one-node machine */
+	assert_int_equal(json_int(js, NULL, "tiers"), 1);
+	assert_non_null(strstr(js, "\"enabled\":false"));
+	daemon_stop(d);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	harness_cleanup();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_one_node_track_only),
+		cmocka_unit_test(test_refusing_node),
+	};
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "kernel tests need root\n");
+		return 77;
+	}
+	return cmocka_run_group_tests_name("placement on the host", tests, NULL, teardown);
+}
