@@ -131,14 +131,7 @@ int daemon_stop(pid_t pid)
 
 pid_t spawn(char *const argv[])
 {
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		execv(argv[0], argv);
-		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	return pid;
+	return spawn_out(argv, NULL, NULL);
 }
 
 int wait_exit(pid_t pid, unsigned timeout_ms)
@@ -218,6 +211,19 @@ int status_fetch(const char *sock, char *buf, size_t len)
 	return tier_status_json(sock, buf, len);
 }
 
+bool status_wait_no_segments(const char *sock, unsigned timeout_ms)
+{
+	uint64_t deadline = mono_usec() + (uint64_t)timeout_ms * 1000;
+	char js[16384];
+
+	do {
+		if (status_fetch(sock, js, sizeof(js)) > 0 && !strstr(js, "\"kind\""))
+			return true;
+		msleep(20);
+	} while (mono_usec() < deadline);
+	return false;
+}
+
 long long json_int(const char *json, const char *after, const char *key)
 {
 	char pat[96];
@@ -237,21 +243,37 @@ long long json_int(const char *json, const char *after, const char *key)
 
 pid_t spawn_out(char *const argv[], const char *out_path, const char *env)
 {
-	pid_t pid = fork();
+	extern char **environ;
+	static const char msg[] = "spawn: exec failed\n";
+	size_t n = 0;
+	char **envp;
+	pid_t pid;
 
+	/* Everything the child needs is built before the fork: it runs only async-signal-safe calls
+	 * (open, dup2, execve, _exit), because _Fork() skips the atfork handlers — so libtier
+	 * segments of the test process do not start attaching in a child about to exec — and with
+	 * them the resets that make malloc or stdio safe after fork. */
+	while (environ[n])
+		n++;
+	envp = calloc(n + 2, sizeof(char *));
+	if (!envp)
+		return -1;
+	memcpy(envp, environ, n * sizeof(char *));
+	if (env)
+		envp[n++] = (char *)env;
+	pid = _Fork();
 	if (pid == 0) {
-		int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int fd = out_path ? open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
 
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
-		if (env)
-			putenv((char *)env);
-		execv(argv[0], argv);
-		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		execve(argv[0], argv, envp);
+		(void)!write(2, msg, sizeof(msg) - 1);
 		_exit(127);
 	}
+	free(envp);
 	return pid;
 }
 

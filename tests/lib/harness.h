@@ -37,6 +37,10 @@ int status_fetch(const char *sock, char *buf, size_t len);
  * start when NULL). -1 when absent. */
 long long json_int(const char *json, const char *after, const char *key);
 
+/* Polls tierd's status until it lists no segment (every client's memory released); true when it
+ * did within timeout_ms. */
+bool status_wait_no_segments(const char *sock, unsigned timeout_ms);
+
 uint64_t mono_usec(void);
 void msleep(unsigned ms);
 
