@@ -134,6 +134,11 @@ check-vm: all $(VM_TESTS) $(KERNEL_TESTS) $(TEST_HELPERS)
 demo-vm: all
 	$(Q)BUILD=$(BUILD) tests/vm/run-vm.sh --nodes 2 --timeout 600 -- tools/demo.sh
 
+# The benches that need several NUMA nodes, in the 2-node guest; results → bench/results/core.jsonl.
+.PHONY: bench-vm
+bench-vm: all
+	$(Q)BUILD=$(BUILD) tools/bench-vm.sh
+
 demo: all
 	$(Q)BUILD=$(BUILD) tools/demo.sh
 

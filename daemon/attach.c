@@ -256,11 +256,15 @@ static inline bool bit_test_clear(uint8_t *map, uint64_t i)
 	return was;
 }
 
-/* Resolves one minor fault; returns -ESRCH when the process is gone. */
+/* Resolves one minor fault or maps back one zapped page. Returns 0 when the page exists (mapped,
+ * or already mapped), 1 when it is not in the page cache, 2 when that is unknown (the window was
+ * closed meanwhile, or another error), -ESRCH when the process is gone. */
 static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint64_t len)
 {
 	for (int tries = 0;; tries++) {
 		int r = uffd_continue(a->uffd, addr, len, NULL);
+
+		int known = 2;
 
 		switch (r) {
 		case 0:
@@ -273,6 +277,7 @@ static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint6
 			break;
 		case -EEXIST:
 			m->stats.continue_eexist++; /* already mapped: just wake the waiter */
+			known = 0;
 			break;
 		case -ENOENT:
 			m->stats.wake_after_unregister++; /* window closed meanwhile */
@@ -282,6 +287,7 @@ static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint6
 			 * over memory the app has not touched yet) or hole-punched since the fault.
 			 * Waking lets the thread fault again as an ordinary missing fault. */
 			m->stats.continue_absent++;
+			known = 1;
 			break;
 		case -ESRCH:
 			return -ESRCH;
@@ -291,7 +297,7 @@ static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint6
 			break;
 		}
 		r = uffd_wake(a->uffd, addr, len);
-		return r == -ESRCH ? -ESRCH : 0;
+		return r == -ESRCH ? -ESRCH : known;
 	}
 }
 
@@ -314,10 +320,12 @@ static int handle_fault(struct manager *m, struct attachment *a, uint64_t addr)
 	} else {
 		page_touch(&seg->pages[page], m->epoch);
 	}
+	/* A minor fault is only raised for a page in the page cache. */
+	seg->pages[page].flags |= PS_EXISTS;
 	seg->faults++;
 	a->faults++;
 	m->stats.faults++;
-	return resolve(m, a, pgaddr, ps);
+	return resolve(m, a, pgaddr, ps) == -ESRCH ? -ESRCH : 0;
 }
 
 void attachment_handle_uffd(struct manager *m, struct attachment *a)
@@ -363,11 +371,16 @@ static void close_window_whole(struct manager *m, struct attachment *a, const st
 	for (uint64_t p = w->start; p < w->start + w->npages; p++) {
 		if (!bit_test_clear(a->zapped, p))
 			continue;
+		int r;
+
 		/* Map back what the app did not touch, so stale zaps do not fault in later epochs. */
-		if (resolve(m, a, a->base + p * ps, ps) == -ESRCH) {
+		r = resolve(m, a, a->base + p * ps, ps);
+		if (r == -ESRCH) {
 			manager_client_drop(m, a->client, "process exited");
 			return;
 		}
+		if (r == 0)
+			a->seg->pages[p].flags |= PS_EXISTS;
 	}
 }
 

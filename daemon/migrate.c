@@ -140,7 +140,7 @@ static void count_status(int status, int node, struct migrate_stats *st)
 }
 
 long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int node,
-		      bool *move_all, struct migrate_stats *st)
+		      bool *move_all, uint64_t deadline_usec, struct migrate_stats *st)
 {
 	static void *addrs[MOVE_BATCH_PAGES];
 	static int nodes[MOVE_BATCH_PAGES], status[MOVE_BATCH_PAGES];
@@ -148,15 +148,20 @@ long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int 
 
 	for (size_t off = 0; off < n; off += MOVE_BATCH_PAGES) {
 		size_t k = n - off < MOVE_BATCH_PAGES ? n - off : MOVE_BATCH_PAGES;
-		uint64_t t0 = mono_usec();
+		uint64_t t0;
 		long r;
 
+		/* The fault path waits while we move: stop between batches once over the time
+		 * budget; the rest is planned again next pass. */
+		if (off && mono_usec() > deadline_usec)
+			break;
 		for (size_t i = 0; i < k; i++) {
 			addrs[i] = (char *)seg->alias + pages[off + i] * seg->page_size;
 			nodes[i] = node;
 			status[i] = -EINVAL;
 		}
 		st->calls++;
+		t0 = mono_usec();
 		r = move_pages(0, (unsigned long)k, addrs, nodes, status,
 			       *move_all ? MPOL_MF_MOVE_ALL : MPOL_MF_MOVE);
 		if (r < 0 && errno == EPERM && *move_all) {
@@ -168,6 +173,14 @@ long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int 
 		st->move_usec += mono_usec() - t0;
 		if (r < 0)
 			return moved ? moved : -errno;
+		if (r > 0) {
+			/* Some pages failed, and the kernel (6.1, and upstream's
+			 * move_pages_and_store_status) may then leave the status array unwritten for
+			 * the whole batch although the others moved: ask where they are now. */
+			st->calls++;
+			if (move_pages(0, (unsigned long)k, addrs, NULL, status, 0) < 0)
+				return moved ? moved : -errno;
+		}
 		st->batches++;
 		for (size_t i = 0; i < k; i++) {
 			struct page_state *ps = &seg->pages[pages[off + i]];
@@ -191,11 +204,24 @@ int migrate_populate_alias(struct segment *seg)
 	off_t pos = 0, end = (off_t)seg->size_bytes;
 
 	if (seg->kind == TIERD_SEG_HUGETLB) {
-		if (seg->alias_populated)
-			return 0;
-		if (madvise(seg->alias, seg->size_bytes, MADV_POPULATE_WRITE) < 0)
-			return -errno;
-		seg->alias_populated = true;
+		/* hugetlbfs has no SEEK_DATA, and populating a missing huge page would allocate it
+		 * on tierd's node, against the client's own placement: map only pages a minor
+		 * fault or a CONTINUE showed to exist, in runs. */
+		for (uint64_t p = 0; p < seg->npages;) {
+			uint64_t q = p;
+
+			while (q < seg->npages &&
+			       (seg->pages[q].flags & (PS_EXISTS | PS_ALIASED)) == PS_EXISTS)
+				q++;
+			if (q > p) {
+				if (madvise((char *)seg->alias + p * seg->page_size, (q - p) * seg->page_size,
+					    MADV_POPULATE_WRITE) < 0)
+					return -errno;
+				for (uint64_t i = p; i < q; i++)
+					seg->pages[i].flags |= PS_ALIASED;
+			}
+			p = q + 1;
+		}
 		return 0;
 	}
 	/* Map only what exists: populating a hole would allocate memory the client never used. */

@@ -60,16 +60,17 @@ struct migrate_stats {
 /*
  * Moves pages [pages[i]] of `seg` to `node` through its alias; updates page_state.node for each
  * page from the per-page status. Uses MPOL_MF_MOVE_ALL (pages may be mapped by clients; needs
- * CAP_SYS_NICE) and falls back to MPOL_MF_MOVE when that is refused. Returns pages moved, or a
- * negative errno when move_pages itself failed.
+ * CAP_SYS_NICE) and falls back to MPOL_MF_MOVE when that is refused. Stops between batches of
+ * 4096 pages once CLOCK_MONOTONIC passes deadline_usec. Returns pages moved, or a negative errno
+ * when move_pages itself failed.
  */
 long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int node,
-		      bool *move_all, struct migrate_stats *st);
+		      bool *move_all, uint64_t deadline_usec, struct migrate_stats *st);
 
 /*
  * Makes the alias map the pages that exist in the segment (move_pages needs them mapped) without
- * allocating holes: shmem runs come from SEEK_DATA/SEEK_HOLE; hugetlb is populated whole the
- * first time (hugetlbfs has no SEEK_DATA; its pages are reserved at the client's mmap anyway).
+ * allocating holes: shmem runs come from SEEK_DATA/SEEK_HOLE; hugetlb (no SEEK_DATA) maps the
+ * pages that a minor fault or a CONTINUE showed to exist (PS_EXISTS), once each.
  */
 int migrate_populate_alias(struct segment *seg);
 

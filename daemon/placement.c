@@ -154,10 +154,14 @@ static int gather(struct manager *m, struct segment **segs, unsigned nsegs, size
 	return 0;
 }
 
-/* Moves the plan's pages of each segment to `node`. */
+/* Time one pass may spend moving pages. The loop serves no fault meanwhile: well under the
+ * clients' hang timeout (2 s), and short enough that a fault waits at most this long. */
+#define PASS_BUDGET_USEC 50000u
+
+/* Moves the plan's pages of each segment to `node`, until the pass's deadline. */
 static void execute(struct manager *m, struct segment **segs, unsigned nsegs,
-		    const struct migrate_candidate *c, size_t n, int node, uint64_t *moved_bytes,
-		    uint64_t *moved_pages)
+		    const struct migrate_candidate *c, size_t n, int node, uint64_t deadline,
+		    uint64_t *moved_bytes, uint64_t *moved_pages)
 {
 	for (unsigned si = 0; si < nsegs && n; si++) {
 		size_t k = 0;
@@ -170,7 +174,9 @@ static void execute(struct manager *m, struct segment **segs, unsigned nsegs,
 				m->pagebuf[k++] = c[i].page;
 		if (!k)
 			continue;
-		r = migrate_pages_to(segs[si], m->pagebuf, k, node, &m->move_all, &m->mstats);
+		if (now_usec() > deadline)
+			return;
+		r = migrate_pages_to(segs[si], m->pagebuf, k, node, &m->move_all, deadline, &m->mstats);
 		if (r < 0) {
 			log_ratelimited(LOG_WARNING, (int)r, "seg %u: move_pages to node %d: %m",
 					segs[si]->id, node);
@@ -229,10 +235,13 @@ void manager_placement(struct manager *m)
 	migrate_plan_build(m->cands, ncand, &b, &plan);
 
 	/* Demote first: it makes the room promotions count on. */
+	now = now_usec();
 	if (plan.ndemote && slow >= 0)
-		execute(m, segs, nsegs, plan.demote, plan.ndemote, slow, &down_bytes, &down);
+		execute(m, segs, nsegs, plan.demote, plan.ndemote, slow, now + PASS_BUDGET_USEC,
+			&down_bytes, &down);
 	if (plan.npromote)
-		execute(m, segs, nsegs, plan.promote, plan.npromote, fast, &up_bytes, &up);
+		execute(m, segs, nsegs, plan.promote, plan.npromote, fast, now + PASS_BUDGET_USEC,
+			&up_bytes, &up);
 	m->mstats.promoted += up;
 	m->mstats.demoted += down;
 	m->tokens_bytes -= up_bytes + down_bytes < m->tokens_bytes ? up_bytes + down_bytes : m->tokens_bytes;

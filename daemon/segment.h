@@ -16,6 +16,8 @@
 /* page_state.flags */
 #define PS_ARMED (1u << 0) /* inside the currently open sampling window */
 #define PS_HIT (1u << 1)   /* touched while its window was open */
+#define PS_EXISTS (1u << 2) /* known to be in the page cache (a minor fault or CONTINUE saw it) */
+#define PS_ALIASED (1u << 3) /* tierd's alias maps it (migration needs that) */
 
 /*
  * Per-page state, read by the policy and migration work. The budget is 16 bytes a page; this is
@@ -43,7 +45,6 @@ struct segment {
 	int memfd;
 	void *alias;
 	uint64_t size_bytes, page_size, npages;
-	bool alias_populated; /* hugetlb: the alias maps every page (migration needs it) */
 	struct page_state *pages;
 	struct region_set regions;
 

@@ -20,6 +20,29 @@
  *                    populated 10 GiB segment (4 GiB scaled linearly when RAM is short); baseline
  *                    is the 2 % target.
  *
+ * The next two need two NUMA nodes or more and root; they skip (77) elsewhere, and make bench-vm
+ * runs them in the 2-node QEMU guest (tools/bench-vm.sh). Node 0 is the fast node, the highest
+ * node the slow one; placement is always measured by the kernel (move_pages status queries through
+ * an untracked read-only mapping), never by tierd's counters.
+ *   migration_throughput  MB/s of tierd's engine (bytes_moved / move_usec from its status: time
+ *                    inside move_pages) promoting a segment placed on the slow node whose every
+ *                    page a thread keeps reading ("mbps_4k": 64 MiB shmem; "mbps_2m": 128 MiB
+ *                    hugetlb), vs. raw move_pages(MPOL_MF_MOVE_ALL) of an identically placed
+ *                    segment, 4096 pages per call, from a second process (tierd's layout: the
+ *                    mover's mapping in another mm). Rounds interleave tierd / raw / raw from the
+ *                    application's own process / raw with no thread touching the pages; medians,
+ *                    with the spread and tierd's end-to-end time (hot thread start to every page
+ *                    on the fast node). tierd and the movers share one CPU, the hot thread has
+ *                    another; before each 2M round both nodes' pools hold the segment in free
+ *                    huge pages (a move takes a target pool page instead of allocating one).
+ *   placement        share of a workload's true hot set (10 % of the segment, moved once halfway)
+ *                    on the fast node over time, tierd (default settings) vs. the kernel's NUMA
+ *                    balancing without tierd: kernel.numa_balancing=1 plain, =1 with the
+ *                    mbind(MPOL_BIND|MPOL_F_NUMA_BALANCING) opt-in, =2 with the opt-in; for
+ *                    hugetlb =1 with the opt-in. Metrics hot_on_fast_shmem, hot_on_fast_hugetlb,
+ *                    hot_on_fast_after_shift(_hugetlb) (shares 0-1) and converge_s(_hugetlb)
+ *                    (seconds to 0.9); the baseline is the best kernel variant.
+ *
  * Exit status: 0 when every bench ran, 1 when one failed (a harness or daemon failure, never a
  * missed target), 2 on usage errors, 77 when every bench asked for was skipped.
  */
@@ -28,6 +51,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <numa.h>
+#include <numaif.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -115,9 +140,10 @@ struct result {
 	const char *bench, *metric, *unit;
 	double value, baseline;
 	uint64_t n;
-	char spread[192];
+	char spread[384];
 	const char *note;
 	double target_ratio; /* 0: no target; a miss is reported, never a failure */
+	bool target_min;     /* the target is a floor (ratio >= target_ratio), not a ceiling */
 };
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -229,9 +255,12 @@ static void emit(const struct ctx *c, const struct result *r)
 
 	fprintf(stderr, "  %-16s %-20s %10.4g %-5s baseline %10.4g  ratio %6.3f", r->bench, r->metric,
 		r->value, r->unit, r->baseline, ratio);
-	if (r->target_ratio > 0)
-		fprintf(stderr, "  target <= %.2f: %s", r->target_ratio,
-			ratio <= r->target_ratio ? "met" : "MISSED");
+	if (r->target_ratio > 0) {
+		bool met = r->target_min ? ratio >= r->target_ratio : ratio <= r->target_ratio;
+
+		fprintf(stderr, "  target %s %.2f: %s", r->target_min ? ">=" : "<=", r->target_ratio,
+			met ? "met" : "MISSED");
+	}
 	fprintf(stderr, "\n  %-16s   spread: %s%s%s\n", "", r->spread, r->note ? "; " : "",
 		r->note ? r->note : "");
 }
@@ -1112,16 +1141,1035 @@ out:
 	return r;
 }
 
+/* ---- NUMA benches: segments placed on a node, a hot-set workload, placement queries ---------- */
+
+#ifndef MPOL_F_NUMA_BALANCING
+#define MPOL_F_NUMA_BALANCING (1 << 13) /* linux/mempolicy.h, 5.12+ */
+#endif
+#define HUGE_PAGE (2 * MIB)
+#define NUMA_BALANCING_SYSCTL "/proc/sys/kernel/numa_balancing"
+#define MAX_NODES 64
+
+static int fast_node, slow_node;
+
+/*
+ * 1 (skip) unless this machine has two NUMA nodes or more and we are root (MPOL_MF_MOVE_ALL needs
+ * CAP_SYS_NICE; huge page pools and kernel.numa_balancing are sysfs/sysctl writes). The fast node
+ * is node 0 (tierd's tier 0 in the QEMU guest: it has the CPUs), the slow one the highest node.
+ */
+static int numa_skip(void)
+{
+	if (numa_available() < 0 || numa_num_configured_nodes() < 2) {
+		fprintf(stderr, "tierd-bench: skipped: fewer than 2 NUMA nodes here (make bench-vm runs "
+				"it in a 2-node guest)\n");
+		return 1;
+	}
+	if (geteuid() != 0) {
+		fprintf(stderr, "tierd-bench: skipped: needs root (MPOL_MF_MOVE_ALL, huge page pools)\n");
+		return 1;
+	}
+	fast_node = 0;
+	slow_node = numa_max_node();
+	if (slow_node <= 0 || slow_node >= MAX_NODES) {
+		fprintf(stderr, "tierd-bench: skipped: unexpected node numbering (max node %d)\n",
+			slow_node);
+		return 1;
+	}
+	return 0;
+}
+
+static int write_text(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int write_text(const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	FILE *f = fopen(path, "we");
+	int r = 0;
+
+	if (!f)
+		return -errno;
+	va_start(ap, fmt);
+	if (vfprintf(f, fmt, ap) < 0)
+		r = -EIO;
+	va_end(ap);
+	if (fclose(f) != 0 && r == 0)
+		r = -errno;
+	return r;
+}
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	long v = -1;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+/* Per-node 2 MiB huge page pools. Migrated huge pages leave the source node's pool and join the
+ * target's (TESTBED.md), so each round sets the pools up again. */
+static long hp_get(int node, const char *file)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/hugepages/hugepages-2048kB/%s",
+		 node, file);
+	return read_long(path);
+}
+
+static int hp_set(int node, long nr)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path),
+		 "/sys/devices/system/node/node%d/hugepages/hugepages-2048kB/nr_hugepages", node);
+	return write_text(path, "%ld\n", nr);
+}
+
+static long hp_saved[MAX_NODES];
+
+static void hp_save(void)
+{
+	for (int n = 0; n <= slow_node; n++)
+		hp_saved[n] = hp_get(n, "nr_hugepages");
+}
+
+static void hp_restore(void)
+{
+	for (int n = 0; n <= slow_node; n++)
+		if (hp_saved[n] >= 0)
+			(void)hp_set(n, hp_saved[n]);
+}
+
+/*
+ * Exactly `want` free huge pages on the slow node (for the segment) and on the fast node (targets
+ * for the moves: with free pool pages there a migration takes one, else it allocates a fresh huge
+ * page from the buddy allocator, ~4 ms each under emulation; see TESTBED.md), none on other nodes.
+ * Migrated pages leave the source node's pool and join the target's, so every round sets the
+ * pools again: rounds that found leftover pages on the fast node ran 5x faster.
+ */
+static int hp_prepare(long want)
+{
+	for (int n = 0; n <= slow_node; n++) {
+		long nr = hp_get(n, "nr_hugepages"), fr = hp_get(n, "free_hugepages"), to;
+		int e;
+
+		if (nr < 0 || fr < 0)
+			return fail("node %d: no 2 MiB huge page pool in sysfs", n);
+		to = nr - fr + (n == slow_node || n == fast_node ? want : 0);
+		e = to != nr ? hp_set(n, to) : 0;
+		if (e < 0)
+			return fail("node %d: setting nr_hugepages to %ld: %s", n, to, strerror(-e));
+	}
+	for (int n = 0; n <= slow_node; n += slow_node) /* the fast node (0) and the slow one */
+		if (hp_get(n, "free_hugepages") != want)
+			return fail("node %d: %ld free huge pages instead of %ld", n,
+				    hp_get(n, "free_hugepages"), want);
+	return 0;
+}
+
+/* Waits until tierd has let go of every segment (it unmaps its alias when it handles the detach,
+ * after tier_segment_destroy() returned): until then the pages are not back in the pools. */
+static int daemon_idle(const struct daemon *d)
+{
+	static char js[65536];
+
+	for (int i = 0; i < 500; i++) {
+		int r = tier_status_json(d->sock, js, sizeof(js));
+
+		if (r >= 0 && strstr(js, "\"segments\":[]"))
+			return 0;
+		sleep_ms(10);
+	}
+	return fail("tierd still holds a segment 5 s after it was destroyed");
+}
+
+/*
+ * A workload's segment: a sealed memfd (shmem or hugetlbfs) mapped MAP_SHARED, filled on a chosen
+ * node, and then either handed to tierd (tier_segment_adopt: tierd only sees it once it is placed)
+ * or left plain (the raw move_pages baseline, the kernel's NUMA balancing).
+ */
+struct nseg {
+	struct tier_segment *seg; /* adopted by tierd; NULL while plain */
+	int fd;
+	uint8_t *base;     /* the application's mapping */
+	uint8_t *observer; /* read-only mapping, never tracked nor zapped (and skipped by the kernel's
+			    * NUMA scanner, which ignores read-only file mappings): placement queries
+			    * through it always find the pages mapped */
+	uint8_t *mover;    /* optional: the mapping raw move_pages acts on (the role of tierd's alias) */
+	size_t bytes, page_size;
+	uint64_t npages;
+};
+
+static void nseg_close(struct nseg *s)
+{
+	if (s->seg)
+		tier_segment_destroy(s->seg); /* closes the memfd */
+	else if (s->fd >= 0)
+		close(s->fd);
+	if (s->base != MAP_FAILED)
+		munmap(s->base, s->bytes);
+	if (s->observer != MAP_FAILED)
+		munmap(s->observer, s->bytes);
+	if (s->mover != MAP_FAILED)
+		munmap(s->mover, s->bytes);
+	s->seg = NULL;
+	s->fd = -1;
+	s->base = s->observer = s->mover = MAP_FAILED;
+}
+
+static double share_on(const struct nseg *s, uint64_t lo, uint64_t hi, int node, uint64_t *noent);
+
+/* Creates the segment and fills every page on `node` (the bench thread's policy, for the writes
+ * only); then maps the observer (and the mover) over the placed pages. */
+static int nseg_create(bool huge, size_t bytes, bool mover, int node, struct nseg *s)
+{
+	unsigned long mask = 1UL << node;
+	double share;
+
+	*s = (struct nseg){ .fd = -1, .base = MAP_FAILED, .observer = MAP_FAILED, .mover = MAP_FAILED,
+			    .bytes = bytes, .page_size = huge ? HUGE_PAGE : PAGE };
+	s->npages = bytes / s->page_size;
+	s->fd = memfd_create("tierd-bench-numa", MFD_CLOEXEC | MFD_ALLOW_SEALING | (huge ? MFD_HUGETLB : 0));
+	if (s->fd < 0)
+		return fail("memfd_create%s: %s", huge ? "(MFD_HUGETLB)" : "", strerror(errno));
+	if (ftruncate(s->fd, (off_t)bytes) < 0 ||
+	    fcntl(s->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		fail("sizing and sealing the memfd: %s", strerror(errno));
+		goto fail;
+	}
+	s->base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (s->base == MAP_FAILED) {
+		fail("mmap of %zu MiB%s: %s", bytes / MIB, huge ? " of huge pages" : "", strerror(errno));
+		goto fail;
+	}
+	if (set_mempolicy(MPOL_BIND, &mask, sizeof(mask) * 8 + 1) < 0) {
+		fail("set_mempolicy(MPOL_BIND, node %d): %s", node, strerror(errno));
+		goto fail;
+	}
+	for (uint64_t p = 0; p < s->npages; p++)
+		*(volatile uint64_t *)(s->base + p * s->page_size) = p + 1;
+	(void)set_mempolicy(MPOL_DEFAULT, NULL, 0);
+	s->observer = mmap(NULL, bytes, PROT_READ, MAP_SHARED, s->fd, 0);
+	if (s->observer == MAP_FAILED || madvise(s->observer, bytes, MADV_POPULATE_READ) < 0) {
+		fail("observer mapping: %s", strerror(errno));
+		goto fail;
+	}
+	if (mover) {
+		s->mover = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+		if (s->mover == MAP_FAILED || madvise(s->mover, bytes, MADV_POPULATE_WRITE) < 0) {
+			fail("mover mapping: %s", strerror(errno));
+			goto fail;
+		}
+	}
+	share = share_on(s, 0, s->npages, node, NULL);
+	if (share < 0.99) {
+		fail("only %.3f of the segment landed on node %d", share, node);
+		goto fail;
+	}
+	return 0;
+fail:
+	nseg_close(s);
+	return -1;
+}
+
+/* Hands the placed segment to tierd and waits until it is tracked. */
+static int nseg_adopt(struct nseg *s, const struct daemon *d, unsigned hang_timeout_ms)
+{
+	struct tier_options o = { .name = "tierd-bench-numa", .socket_path = d->sock,
+				  .kind = s->page_size == HUGE_PAGE ? TIER_HUGETLB : TIER_SHMEM,
+				  .hang_timeout_ms = hang_timeout_ms };
+	int r = tier_segment_adopt(s->fd, s->base, s->bytes, &o, &s->seg);
+
+	if (r < 0)
+		return fail("tier_segment_adopt: %s", strerror(-r));
+	s->fd = -1; /* the segment owns it now */
+	return segment_wait(&s->seg);
+}
+
+/* Share of pages [lo, hi) that move_pages reports on `node`, asked through the observer; pages
+ * reported -ENOENT are added to *noent. -1 when the query fails. */
+static double share_on(const struct nseg *s, uint64_t lo, uint64_t hi, int node, uint64_t *noent)
+{
+	size_t n = hi - lo, on = 0;
+	void **addrs = malloc(n * sizeof(void *));
+	int *status = malloc(n * sizeof(int));
+	double r = -1;
+
+	if (addrs && status) {
+		for (size_t i = 0; i < n; i++)
+			addrs[i] = s->observer + (lo + i) * s->page_size;
+		if (move_pages(0, n, addrs, NULL, status, 0) == 0) {
+			for (size_t i = 0; i < n; i++) {
+				on += status[i] == node;
+				if (noent && status[i] == -ENOENT)
+					(*noent)++;
+			}
+			r = (double)on / (double)n;
+		}
+	}
+	free(addrs);
+	free(status);
+	return r;
+}
+
+/* A thread reading one word of every page of the hot set [lo, hi), over and over. */
+struct hot {
+	pthread_t th;
+	int cpu; /* pinned there when >= 0 */
+	const uint8_t *base;
+	size_t page_size;
+	_Atomic uint64_t lo, hi;
+	atomic_bool stop;
+	bool running;
+	uint64_t sweeps;
+};
+
+static void *hot_main(void *arg)
+{
+	struct hot *h = arg;
+	uint64_t sum = 0, n = 0;
+
+	if (h->cpu >= 0)
+		(void)pin(0, h->cpu);
+	while (!atomic_load_explicit(&h->stop, memory_order_relaxed)) {
+		uint64_t lo = atomic_load(&h->lo), hi = atomic_load(&h->hi);
+
+		for (uint64_t p = lo; p < hi; p++)
+			sum += *(const volatile uint64_t *)(h->base + p * h->page_size +
+							    (p % 64) * 64 % h->page_size);
+		n++;
+	}
+	h->sweeps = n + (sum == 1); /* keeps the reads */
+	return NULL;
+}
+
+static int hot_start(struct hot *h, const struct nseg *s, uint64_t lo, uint64_t hi, int cpu)
+{
+	h->cpu = cpu;
+	h->base = s->base;
+	h->page_size = s->page_size;
+	atomic_store(&h->lo, lo);
+	atomic_store(&h->hi, hi);
+	atomic_store(&h->stop, false);
+	errno = pthread_create(&h->th, NULL, hot_main, h);
+	if (errno)
+		return fail("pthread_create: %s", strerror(errno));
+	h->running = true;
+	return 0;
+}
+
+static void hot_stop(struct hot *h)
+{
+	if (!h->running)
+		return;
+	atomic_store(&h->stop, true);
+	pthread_join(h->th, NULL);
+	h->running = false;
+}
+
+/* The longest time tierd took to answer a status query (it serves them between migration passes,
+ * so this shows how long a pass keeps its event loop away). */
+static double status_max_wait_s;
+
+/* tierd's status document, fetched once and read key by key. libtier gives up on one query after
+ * 2 s; a busy tierd (a long migration pass) is asked again, for up to a minute. */
+static int status_get(const struct daemon *d, char *js, size_t len)
+{
+	uint64_t t0 = now_ns();
+	double w;
+	int r;
+
+	do
+		r = tier_status_json(d->sock, js, len);
+	while (r == -ETIMEDOUT && now_ns() - t0 < 60000000000ull);
+	w = (double)(now_ns() - t0) / 1e9;
+	status_max_wait_s = w > status_max_wait_s ? w : status_max_wait_s;
+	return r < 0 ? fail("cannot read tierd's status: %s", strerror(-r)) : 0;
+}
+
+static long long status_key(const char *js, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(js, pat);
+	return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+static double median3(double *v, size_t n)
+{
+	double s[16];
+
+	if (n == 0)
+		return 0;
+	if (n > 16)
+		n = 16;
+	memcpy(s, v, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), cmp_double);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/* ---- migration_throughput -------------------------------------------------------------------- */
+
+/* 64 MiB is 16384 pages of 4 KiB but only 32 of 2 MiB: one call of ~0.1 s, noisy under emulation. */
+#define MT_SEG_BYTES_4K (64 * MIB)
+#define MT_SEG_BYTES_2M (128 * MIB)
+#define MT_SEG_BYTES(huge) ((huge) ? MT_SEG_BYTES_2M : MT_SEG_BYTES_4K)
+#define MT_ROUNDS 5
+#define MT_BATCH_PAGES 4096 /* the engine's batch (daemon/migrate.c, MOVE_BATCH_PAGES) */
+#define MT_ROUND_TIMEOUT_MS 40000
+#define MT_POLL_MS 100
+#define MT_TARGET_RATIO 0.9
+/* tierd answers no heartbeat while it moves a batch plan: under emulation one pass of 64 MiB takes
+ * longer than libtier's default hang timeout (2 s), and the guardian would detach the segment. */
+#define MT_HANG_TIMEOUT_MS 60000
+
+/* The hot thread's CPU; tierd and the raw movers run on the other one (-1: unpinned). Unpinned,
+ * whether the mover shared a vCPU with the hot thread made single rounds 5x faster or slower. */
+static int mt_cpu_hot = -1;
+
+struct mt_round {
+	double mbps;      /* bytes moved / time inside move_pages */
+	double e2e_s;     /* tierd: hot thread start to every page on the fast node; raw: the loop */
+	uint64_t bytes, usec, calls, pages_on_fast;
+	uint64_t status_bytes; /* raw: bytes whose move_pages status says moved */
+	int first_error;  /* raw: the first per-page status that was neither the target nor 0 */
+	long long last_ret; /* raw: the last move_pages return value */
+	long long failed; /* tierd: pages it reports as not moved (failed_* counters) */
+	bool complete;
+};
+
+static const char *const mt_failed_keys[] = { "failed_nomem", "failed_busy", "failed_access",
+					      "failed_noent", "failed_other" };
+
+static long long mt_failed(const char *js)
+{
+	long long n = 0;
+
+	for (size_t i = 0; i < sizeof(mt_failed_keys) / sizeof(mt_failed_keys[0]); i++)
+		n += status_key(js, mt_failed_keys[i]);
+	return n;
+}
+
+/* One round of tierd's engine: a placed segment is adopted, every page is made hot, and tierd
+ * promotes them; its own counters give the bytes and the time inside move_pages. */
+static int mt_tierd_round(const struct daemon *d, bool huge, struct mt_round *out)
+{
+	static char js[65536];
+	long long b0, u0, c0, f0, p0, b1, u1, c1, f1;
+	struct hot h = { 0 };
+	struct nseg s;
+	uint64_t t0, deadline;
+	double share = 0;
+	int r = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (huge && hp_prepare((long)(MT_SEG_BYTES(huge) / HUGE_PAGE)) < 0)
+		return -1;
+	if (nseg_create(huge, MT_SEG_BYTES(huge), false, slow_node, &s) < 0)
+		return -1;
+	if (status_get(d, js, sizeof(js)) < 0)
+		goto out;
+	b0 = status_key(js, "bytes_moved");
+	u0 = status_key(js, "move_usec");
+	c0 = status_key(js, "move_calls");
+	f0 = mt_failed(js);
+	p0 = status_key(js, "promoted");
+	if (nseg_adopt(&s, d, MT_HANG_TIMEOUT_MS) < 0 || hot_start(&h, &s, 0, s.npages, mt_cpu_hot) < 0)
+		goto out;
+	t0 = now_ns();
+	deadline = t0 + MT_ROUND_TIMEOUT_MS * 1000000ull;
+	/* Poll tierd's counters, not the pages: a move_pages query of the whole segment every poll
+	 * would compete with the moves it measures. The pages are checked once tierd says done, and
+	 * every second in case its counters fall short of what it moved. */
+	for (unsigned polls = 1; now_ns() < deadline; polls++) {
+		long long p;
+
+		sleep_ms(MT_POLL_MS);
+		if (status_get(d, js, sizeof(js)) < 0)
+			goto out;
+		p = status_key(js, "promoted");
+		if (p - p0 >= (long long)s.npages || polls % (1000 / MT_POLL_MS) == 0) {
+			share = share_on(&s, 0, s.npages, fast_node, NULL);
+			if (share >= 1.0)
+				break;
+		}
+	}
+	out->e2e_s = (double)(now_ns() - t0) / 1e9;
+	out->complete = share >= 1.0;
+	hot_stop(&h);
+	/* The move that finished the segment may still be accounting: let one more pass end. */
+	sleep_ms(MT_POLL_MS);
+	if (status_get(d, js, sizeof(js)) < 0 || segment_check(s.seg) < 0)
+		goto out;
+	b1 = status_key(js, "bytes_moved");
+	u1 = status_key(js, "move_usec");
+	c1 = status_key(js, "move_calls");
+	f1 = mt_failed(js);
+	if (b0 < 0 || u0 < 0 || c0 < 0 || b1 < 0 || u1 < 0 || c1 < 0) {
+		fail("tierd's status has no migration counters (bytes_moved, move_usec, move_calls)");
+		goto out;
+	}
+	out->bytes = (uint64_t)(b1 - b0);
+	out->usec = (uint64_t)(u1 - u0);
+	out->calls = (uint64_t)(c1 - c0);
+	out->failed = f1 - f0;
+	out->pages_on_fast = (uint64_t)(share_on(&s, 0, s.npages, fast_node, NULL) * (double)s.npages + 0.5);
+	out->mbps = out->usec ? (double)out->bytes / (double)out->usec : 0;
+	r = 0;
+out:
+	hot_stop(&h);
+	nseg_close(&s);
+	if (r == 0 && daemon_idle(d) < 0)
+		r = -1;
+	return r;
+}
+
+/* Moves every page of `map` to the fast node with move_pages(MPOL_MF_MOVE_ALL), MT_BATCH_PAGES per
+ * call in address order, timing each call as tierd does. Async-signal-safe (runs in a forked
+ * child): no allocation. */
+static int mt_move_all(uint8_t *map, uint64_t npages, size_t ps, void **addrs, int *nodes,
+		       int *status, struct mt_round *out)
+{
+	uint64_t moved = 0, t_start = now_ns();
+
+	for (uint64_t off = 0; off < npages; off += MT_BATCH_PAGES) {
+		size_t k = npages - off < MT_BATCH_PAGES ? npages - off : MT_BATCH_PAGES;
+		uint64_t t0, t1;
+		long m;
+
+		for (size_t i = 0; i < k; i++) {
+			addrs[i] = map + (off + i) * ps;
+			nodes[i] = fast_node;
+			status[i] = -EINVAL;
+		}
+		t0 = now_ns();
+		m = move_pages(0, k, addrs, nodes, status, MPOL_MF_MOVE_ALL);
+		t1 = now_ns();
+		out->calls++;
+		if (m < 0)
+			return -errno;
+		out->usec += (t1 - t0) / 1000;
+		out->last_ret = m;
+		for (size_t i = 0; i < k; i++) {
+			moved += status[i] == fast_node;
+			if (status[i] != fast_node && !out->first_error)
+				out->first_error = status[i] ? status[i] : 1000;
+		}
+	}
+	out->e2e_s = (double)(now_ns() - t_start) / 1e9;
+	out->bytes = moved * ps;
+	return 0;
+}
+
+/*
+ * One round of the baseline: an identically placed plain segment with the same hot thread on the
+ * application's mapping and the same observer, moved by move_pages(MPOL_MF_MOVE_ALL) in the
+ * engine's batches. other_process: the move runs in a forked process through its own mapping
+ * (tierd's layout: its alias lives in another mm than the application's); else in this process
+ * through a third mapping. !hot: no thread touches the pages (the move's upper bound).
+ */
+static int mt_raw_round(bool huge, bool other_process, bool hot, struct mt_round *out)
+{
+	void **addrs = malloc(MT_BATCH_PAGES * sizeof(void *));
+	int *nodes = malloc(MT_BATCH_PAGES * sizeof(int)), *status = malloc(MT_BATCH_PAGES * sizeof(int));
+	struct mt_round *shared = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct nseg s = { .fd = -1, .base = MAP_FAILED, .observer = MAP_FAILED, .mover = MAP_FAILED,
+			  .bytes = MT_SEG_BYTES(huge) };
+	struct hot h = { 0 };
+	pid_t parent = getpid(), pid;
+	uint64_t before;
+	int r = -1, st;
+
+	memset(out, 0, sizeof(*out));
+	if (!addrs || !nodes || !status || shared == MAP_FAILED) {
+		fail("out of memory");
+		goto out;
+	}
+	memset(shared, 0, sizeof(*shared));
+	if (huge && hp_prepare((long)(MT_SEG_BYTES(huge) / HUGE_PAGE)) < 0)
+		goto out;
+	if (nseg_create(huge, MT_SEG_BYTES(huge), !other_process, slow_node, &s) < 0)
+		goto out;
+	before = (uint64_t)(share_on(&s, 0, s.npages, fast_node, NULL) * (double)s.npages + 0.5);
+	if (hot && hot_start(&h, &s, 0, s.npages, mt_cpu_hot) < 0)
+		goto out;
+	sleep_ms(MT_POLL_MS); /* the hot thread is running, as during tierd's moves */
+	if (!other_process) {
+		int e = mt_move_all(s.mover, s.npages, s.page_size, addrs, nodes, status, out);
+
+		if (e < 0) {
+			fail("move_pages(MPOL_MF_MOVE_ALL): %s", strerror(-e));
+			goto out;
+		}
+	} else {
+		pid = fork();
+		if (pid < 0) {
+			fail("fork: %s", strerror(errno));
+			goto out;
+		}
+		if (pid == 0) {
+			uint8_t *map;
+
+			if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+				_exit(1);
+			map = mmap(NULL, s.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, s.fd, 0);
+			if (map == MAP_FAILED || madvise(map, s.bytes, MADV_POPULATE_WRITE) < 0)
+				_exit(2);
+			_exit(mt_move_all(map, s.npages, s.page_size, addrs, nodes, status, shared) < 0 ? 3
+													  : 0);
+		}
+		if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			fail("the move_pages process failed (status 0x%x)", st);
+			goto out;
+		}
+		*out = *shared;
+	}
+	hot_stop(&h);
+	out->pages_on_fast = (uint64_t)(share_on(&s, 0, s.npages, fast_node, NULL) * (double)s.npages + 0.5);
+	out->complete = out->pages_on_fast == s.npages;
+	/*
+	 * Bytes moved as the kernel shows them afterwards, not from the status array: when a few
+	 * pages of a batch fail (-EAGAIN under contention), 6.1's move_pages returns their count and
+	 * leaves the status of the whole batch unwritten (mm/migrate.c,
+	 * move_pages_and_store_status()), although the other pages did move.
+	 */
+	out->status_bytes = out->bytes;
+	out->bytes = (out->pages_on_fast > before ? out->pages_on_fast - before : 0) * s.page_size;
+	/* A round that moved nothing is reported (INCOMPLETE), not a failure of the bench. */
+	out->mbps = out->usec ? (double)out->bytes / (double)out->usec : 0;
+	r = 0;
+out:
+	hot_stop(&h);
+	nseg_close(&s);
+	if (shared != MAP_FAILED)
+		munmap(shared, sizeof(*shared));
+	free(addrs);
+	free(nodes);
+	free(status);
+	return r;
+}
+
+static int mt_kind(struct ctx *c, const struct daemon *d, bool huge)
+{
+	enum { ENGINE, RAW, RAW_SELF, RAW_IDLE, NV };
+	static const char *const names[NV] = { "tierd", "raw", "raw-self", "raw-idle" };
+	struct mt_round rounds[NV][MT_ROUNDS];
+	double v[NV][MT_ROUNDS], te[MT_ROUNDS], lo[NV], hi[NV], elo, ehi;
+	uint64_t calls[NV] = { 0 }, counted = 0, on_fast = 0;
+	int unwritten = 0;
+	long long failed = 0;
+	int incomplete = 0;
+	char note[3072];
+	struct result res = { .bench = "migration_throughput", .metric = huge ? "mbps_2m" : "mbps_4k",
+			      .unit = "MB/s", .n = MT_ROUNDS, .target_ratio = MT_TARGET_RATIO,
+			      .target_min = true };
+
+	status_max_wait_s = 0;
+	for (int i = 0; i < MT_ROUNDS; i++) {
+		/* Rotate the order: none always runs first on a fresher machine. */
+		for (int k = 0; k < NV; k++) {
+			int which = (i + k) % NV, r;
+			struct mt_round *o = &rounds[which][i];
+
+			r = which == ENGINE ? mt_tierd_round(d, huge, o)
+					    : mt_raw_round(huge, which != RAW_SELF, which != RAW_IDLE, o);
+			if (r < 0)
+				return -1;
+			fprintf(stderr, "  migration_throughput %s round %d %-8s %8.1f MB/s  %" PRIu64
+					" MiB in %" PRIu64 " ms inside %" PRIu64 " move_pages calls; %.2f s end "
+					"to end",
+				huge ? "2M" : "4K", i + 1, names[which], o->mbps, o->bytes / MIB,
+				o->usec / 1000, o->calls, o->e2e_s);
+			if (!o->complete)
+				fprintf(stderr, " (INCOMPLETE: %" PRIu64 " pages on node %d)",
+					o->pages_on_fast, fast_node);
+			if (which && o->status_bytes != o->bytes)
+				fprintf(stderr, " (statuses say %" PRIu64 " MiB: move_pages last returned "
+						"%lld, first page status %d)",
+					o->status_bytes / MIB, o->last_ret, o->first_error);
+			fputc('\n', stderr);
+			v[which][i] = o->mbps;
+			calls[which] += o->calls;
+			unwritten += which && o->status_bytes != o->bytes;
+		}
+		te[i] = rounds[ENGINE][i].e2e_s;
+		counted += rounds[ENGINE][i].bytes / (huge ? HUGE_PAGE : PAGE);
+		on_fast += rounds[ENGINE][i].pages_on_fast;
+		failed += rounds[ENGINE][i].failed;
+		incomplete += !rounds[ENGINE][i].complete;
+	}
+	for (int k = 0; k < NV; k++)
+		minmax(v[k], MT_ROUNDS, &lo[k], &hi[k]);
+	minmax(te, MT_ROUNDS, &elo, &ehi);
+	res.value = median3(v[ENGINE], MT_ROUNDS);
+	res.baseline = median3(v[RAW], MT_ROUNDS);
+	snprintf(res.spread, sizeof(res.spread),
+		 "medians of %d interleaved rounds; tierd %.1f-%.1f MB/s, raw %.1f-%.1f MB/s; raw from "
+		 "the application's own process: median %.1f (%.1f-%.1f); raw with no thread touching "
+		 "the pages: median %.1f (%.1f-%.1f)",
+		 MT_ROUNDS, lo[ENGINE], hi[ENGINE], lo[RAW], hi[RAW], median3(v[RAW_SELF], MT_ROUNDS),
+		 lo[RAW_SELF], hi[RAW_SELF], median3(v[RAW_IDLE], MT_ROUNDS), lo[RAW_IDLE],
+		 hi[RAW_IDLE]);
+	snprintf(note, sizeof(note),
+		 "%" PRIu64 " MiB %s segment on node %d -> node %d, every page hot (a thread reading "
+		 "them all); tierd: bytes_moved/move_usec of its status; raw: move_pages(MPOL_MF_MOVE_ALL),"
+		 " %d pages per call, from a second process through its own mapping (tierd's layout), "
+		 "same application mapping, observer and hot thread; tierd end to end (hot thread start "
+		 "to all pages on node %d) median %.2f s (%.2f-%.2f)%s; move_pages calls per round: "
+		 "tierd %.1f, raw %.1f; tierd counted %" PRIu64 " of the %" PRIu64 " pages moved, "
+		 "reported %lld not moved; tierd's slowest answer to a status query %.1f s (its loop "
+		 "serves nothing while it moves); raw bytes from the pages' nodes afterwards (%d raw "
+		 "rounds had move_pages statuses left unwritten)%s",
+		 (uint64_t)(MT_SEG_BYTES(huge) / MIB), huge ? "2 MiB hugetlb" : "4 KiB shmem", slow_node,
+		 fast_node, MT_BATCH_PAGES, fast_node, median3(te, MT_ROUNDS), elo, ehi,
+		 incomplete ? ", SOME ROUNDS INCOMPLETE" : "", (double)calls[ENGINE] / MT_ROUNDS,
+		 (double)calls[RAW] / MT_ROUNDS, counted, on_fast, failed, status_max_wait_s, unwritten,
+		 huge ? "; both nodes' pools hold the segment's size in free huge pages before each round "
+			"(the moves take the target's pool pages)" : "");
+	res.note = note;
+	emit(c, &res);
+	return 0;
+}
+
+static int bench_migration_throughput(struct ctx *c)
+{
+	static const char *const args[] = { "--epoch-ms", "25", "--migrate-every", "2",
+					    "--fast-budget-mib", "768", "--rate-limit-mbps", "1000000",
+					    "--reserve-mib", "16", NULL };
+	struct daemon d = { 0 };
+	int r;
+
+	if (numa_skip())
+		return 1;
+	hp_save();
+	/* tierd and this thread (the raw movers: it and the processes it forks) on one CPU, the hot
+	 * thread on another. libtier's control thread inherits this thread's CPU, as tierd's. */
+	mt_cpu_hot = c->cpu_other;
+	if (c->cpu_other >= 0 && pin(0, c->cpu_app) < 0)
+		return -1;
+	if (daemon_start(c, &d, c->cpu_other >= 0 ? c->cpu_app : -1, args) < 0)
+		return -1;
+	r = mt_kind(c, &d, false);
+	if (r == 0)
+		r = mt_kind(c, &d, true);
+	if (daemon_stop(c, &d) < 0)
+		r = -1;
+	hp_restore();
+	return r;
+}
+
+/* ---- placement ------------------------------------------------------------------------------- */
+
+#define PL_SHMEM_BYTES (64 * MIB)
+#define PL_HUGE_BYTES (128 * MIB)
+#define PL_PHASE1_MS 15000
+#define PL_PHASE2_MS 10000
+#define PL_SAMPLE_MS 500
+#define PL_MAX_SAMPLES (PL_PHASE1_MS / PL_SAMPLE_MS)
+#define PL_TAIL_SAMPLES 3 /* a phase's share: the mean of its last samples */
+#define PL_CONVERGE 0.9
+
+struct pl_variant {
+	const char *label;
+	bool tierd, huge, optin, shift;
+	int nb; /* kernel.numa_balancing during the run */
+	/* results */
+	bool ran;
+	char why[160];                   /* why it did not run, or what changed */
+	int nsamples[2];
+	double series[2][PL_MAX_SAMPLES];
+	double share[2], converge_s[2];  /* converge_s < 0: never reached PL_CONVERGE */
+	double seg_fast[2];              /* share of the whole segment on the fast node at the end */
+	uint64_t noent;
+	uint64_t hot_pages;
+	long long promoted, demoted; /* tierd's counters over the run */
+};
+
+static int numa_balancing_set(int mode)
+{
+	return write_text(NUMA_BALANCING_SYSCTL, "%d\n", mode);
+}
+
+/* Samples the share of [lo, lo + n) on the fast node every PL_SAMPLE_MS for `ms`. */
+static int pl_phase(struct pl_variant *v, int ph, const struct nseg *s, uint64_t lo, uint64_t n,
+		    unsigned ms)
+{
+	uint64_t t0 = now_ns();
+	double tail = 0;
+	int k, m = 0;
+
+	v->converge_s[ph] = -1;
+	for (k = 0; k < (int)(ms / PL_SAMPLE_MS) && k < PL_MAX_SAMPLES; k++) {
+		double sh;
+
+		/* Sleep to the sample's time, not by a fixed amount: queries take time too. */
+		uint64_t at = t0 + (uint64_t)(k + 1) * PL_SAMPLE_MS * 1000000ull, now = now_ns();
+
+		if (at > now)
+			sleep_ms((unsigned)((at - now) / 1000000));
+		sh = share_on(s, lo, lo + n, fast_node, &v->noent);
+		if (sh < 0)
+			return fail("move_pages query: %s", strerror(errno));
+		v->series[ph][k] = sh;
+		if (sh >= PL_CONVERGE && v->converge_s[ph] < 0)
+			v->converge_s[ph] = (double)(now_ns() - t0) / 1e9;
+	}
+	v->nsamples[ph] = k;
+	v->seg_fast[ph] = share_on(s, 0, s->npages, fast_node, NULL);
+	for (int i = k - 1; i >= 0 && m < PL_TAIL_SAMPLES; i--, m++)
+		tail += v->series[ph][i];
+	v->share[ph] = m ? tail / m : 0;
+	return 0;
+}
+
+static int pl_run(const struct daemon *d, struct pl_variant *v)
+{
+	static char js[65536];
+	unsigned long mask = (1UL << fast_node) | (1UL << slow_node);
+	size_t bytes = v->huge ? PL_HUGE_BYTES : PL_SHMEM_BYTES;
+	uint64_t lo, n;
+	struct hot h = { 0 };
+	struct nseg s;
+	int r = -1, e;
+
+	if (v->huge && hp_prepare((long)(bytes / HUGE_PAGE)) < 0)
+		return -1;
+	if ((e = numa_balancing_set(0)) < 0)
+		return fail("%s: %s", NUMA_BALANCING_SYSCTL, strerror(-e));
+	if (nseg_create(v->huge, bytes, false, slow_node, &s) < 0)
+		return -1;
+	if (v->optin && mbind(s.base, bytes, MPOL_BIND | MPOL_F_NUMA_BALANCING, &mask,
+			      sizeof(mask) * 8 + 1, 0) < 0) {
+		e = errno;
+		/* 5.12+ accept it for MPOL_BIND; an older kernel says EINVAL: run without. */
+		snprintf(v->why, sizeof(v->why),
+			 "mbind(MPOL_BIND|MPOL_F_NUMA_BALANCING) refused (%s): ran without the opt-in",
+			 strerror(e));
+		v->optin = false;
+		if (e != EINVAL) {
+			fail("mbind: %s", strerror(e));
+			goto out;
+		}
+	}
+	if (v->tierd) {
+		if (status_get(d, js, sizeof(js)) < 0)
+			goto out;
+		v->promoted = -status_key(js, "promoted");
+		v->demoted = -status_key(js, "demoted");
+		if (nseg_adopt(&s, d, 0) < 0)
+			goto out;
+	}
+	if (!v->tierd && (e = numa_balancing_set(v->nb)) < 0) {
+		snprintf(v->why, sizeof(v->why), "kernel.numa_balancing=%d refused (%s)", v->nb,
+			 strerror(-e));
+		r = 1;
+		goto out;
+	}
+	/* The hot set: 10 % of the segment from 23 %, then from 71 % (not aligned with tierd's
+	 * initial regions, tenths of the segment, which would flatter it). */
+	n = s.npages / 10 ? s.npages / 10 : 1;
+	v->hot_pages = n;
+	lo = s.npages * 23 / 100;
+	if (hot_start(&h, &s, lo, lo + n, -1) < 0 || pl_phase(v, 0, &s, lo, n, PL_PHASE1_MS) < 0)
+		goto out;
+	if (v->shift) {
+		lo = s.npages * 71 / 100;
+		atomic_store(&h.lo, lo);
+		atomic_store(&h.hi, lo + n);
+		if (pl_phase(v, 1, &s, lo, n, PL_PHASE2_MS) < 0)
+			goto out;
+	}
+	hot_stop(&h);
+	if (v->tierd) {
+		if (status_get(d, js, sizeof(js)) < 0 || segment_check(s.seg) < 0)
+			goto out;
+		v->promoted += status_key(js, "promoted");
+		v->demoted += status_key(js, "demoted");
+	}
+	v->ran = true;
+	r = 0;
+out:
+	hot_stop(&h);
+	(void)numa_balancing_set(0);
+	nseg_close(&s);
+	if (r == 0 && v->tierd && daemon_idle(d) < 0)
+		r = -1;
+	return r;
+}
+
+/* "0.00 0.12 …": every other sample (one per second). */
+static void pl_series(const struct pl_variant *v, int ph, char *buf, size_t len)
+{
+	size_t l = 0;
+
+	buf[0] = '\0';
+	for (int i = 1; i < v->nsamples[ph] && l < len; i += 2) {
+		int k = snprintf(buf + l, len - l, "%s%.2f", l ? " " : "", v->series[ph][i]);
+
+		if (k < 0)
+			break;
+		l += (size_t)k;
+	}
+}
+
+static void pl_describe(const struct pl_variant *v, int ph, char *buf, size_t len)
+{
+	if (!v->ran)
+		snprintf(buf, len, "%s: not run (%s)", v->label, v->why);
+	else if (v->converge_s[ph] >= 0)
+		snprintf(buf, len, "%s %.3f (0.9 at %.1f s; segment on fast %.3f)", v->label,
+			 v->share[ph], v->converge_s[ph], v->seg_fast[ph]);
+	else
+		snprintf(buf, len, "%s %.3f (never 0.9; segment on fast %.3f)", v->label, v->share[ph],
+			 v->seg_fast[ph]);
+}
+
+/* Emits value `v` (phase ph) against the best of the kernel variants `k[0..nk)` that ran. */
+static void pl_emit(struct ctx *c, const char *metric, const struct pl_variant *t,
+		    const struct pl_variant *const *k, size_t nk, int ph, bool converge)
+{
+	const struct pl_variant *best = NULL;
+	char spread[384], kernel[400], a[200], ts[128], ks[128], tdesc[200];
+	struct result res = { .bench = "placement", .metric = metric, .unit = converge ? "s" : "share" };
+	size_t kl = 0;
+	char note[1024];
+	double cap = (ph ? PL_PHASE2_MS : PL_PHASE1_MS) / 1000.0;
+
+	kernel[0] = '\0';
+	for (size_t i = 0; i < nk; i++) {
+		if (ph && !k[i]->shift)
+			continue;
+		if (k[i]->ran && (!best || k[i]->share[ph] > best->share[ph]))
+			best = k[i];
+		pl_describe(k[i], ph, a, sizeof(a));
+		kl += (size_t)snprintf(kernel + kl, kl < sizeof(kernel) ? sizeof(kernel) - kl : 0, "%s%s",
+				       kl ? "; " : "", a);
+		if (kl >= sizeof(kernel))
+			kl = sizeof(kernel) - 1;
+	}
+	if (!t->ran)
+		return;
+	if (converge) {
+		/* Never converged: the phase's length, a lower bound (said in the note). */
+		res.value = t->converge_s[ph] >= 0 ? t->converge_s[ph] : cap;
+		res.baseline = best ? (best->converge_s[ph] >= 0 ? best->converge_s[ph] : cap) : 0;
+	} else {
+		res.value = t->share[ph];
+		res.baseline = best ? best->share[ph] : 0;
+	}
+	res.n = (uint64_t)t->nsamples[ph];
+	pl_describe(t, ph, tdesc, sizeof(tdesc));
+	pl_series(t, ph, ts, sizeof(ts));
+	if (best)
+		pl_series(best, ph, ks, sizeof(ks));
+	else
+		snprintf(ks, sizeof(ks), "-");
+	snprintf(spread, sizeof(spread), "hot share per second: tierd %s | kernel (%s) %s", ts,
+		 best ? best->label : "none", ks);
+	snprintf(res.spread, sizeof(res.spread), "%s", spread);
+	snprintf(note, sizeof(note),
+		 "%s; hot set 10%% of %zu MiB %s, %s, %.0f s; %s, promoted %lld pages (hot sets: %" PRIu64
+		 " pages each), demoted %lld; baseline: best kernel variant, without tierd: %s; %s; "
+		 "-ENOENT samples tierd %" PRIu64 ", kernel %" PRIu64 "%s%s",
+		 converge ? "seconds until 0.9 of the hot set is on the fast node (the phase length when "
+			    "never)"
+			  : "share of the hot set on the fast node, mean of the last 1.5 s",
+		 (size_t)((t->huge ? PL_HUGE_BYTES : PL_SHMEM_BYTES) / MIB),
+		 t->huge ? "hugetlb 2 MiB" : "shmem 4 KiB",
+		 ph ? "after the hot set moved from 23% to 71%" : "hot set at 23% of the segment",
+		 cap, tdesc, t->promoted, t->hot_pages, t->demoted, kernel,
+		 "tierd default settings (epoch 100 ms, migration every 5 epochs)", t->noent,
+		 best ? best->noent : 0, t->why[0] ? "; " : "", t->why);
+	res.note = note;
+	emit(c, &res);
+}
+
+static int bench_placement(struct ctx *c)
+{
+	static const char *const args[] = { NULL }; /* tierd as shipped */
+	struct pl_variant v[] = {
+		{ .label = "tierd", .tierd = true, .shift = true },
+		{ .label = "tierd", .tierd = true, .huge = true, .shift = true },
+		{ .label = "nb=1", .nb = 1 },
+		{ .label = "nb=1+opt-in", .nb = 1, .optin = true, .shift = true },
+		{ .label = "nb=2+opt-in", .nb = 2, .optin = true },
+		{ .label = "nb=1+opt-in", .nb = 1, .optin = true, .huge = true, .shift = true },
+	};
+	const struct pl_variant *ks[] = { &v[2], &v[3], &v[4] }, *kh[] = { &v[5] };
+	long nb0 = read_long(NUMA_BALANCING_SYSCTL);
+	struct daemon d = { 0 };
+	int r = 0;
+
+	if (numa_skip())
+		return 1;
+	if (nb0 < 0) {
+		fprintf(stderr, "tierd-bench: skipped: no %s (kernel without NUMA balancing)\n",
+			NUMA_BALANCING_SYSCTL);
+		return 1;
+	}
+	hp_save();
+	if (daemon_start(c, &d, -1, args) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]) && r >= 0; i++) {
+		/* The kernel's runs go without tierd. */
+		if (!v[i].tierd && d.pid > 0 && daemon_stop(c, &d) < 0)
+			r = -1;
+		if (r < 0 || pl_run(&d, &v[i]) < 0) {
+			r = -1;
+			break;
+		}
+		fprintf(stderr, "  placement %-12s %-7s hot set on node %d: %.3f", v[i].label,
+			v[i].huge ? "hugetlb" : "shmem", fast_node, v[i].share[0]);
+		if (v[i].shift)
+			fprintf(stderr, ", after the shift %.3f", v[i].share[1]);
+		fprintf(stderr, "; segment on node %d: %.3f", fast_node, v[i].seg_fast[v[i].shift]);
+		if (v[i].tierd)
+			fprintf(stderr, " (tierd promoted %lld, demoted %lld pages; hot set %" PRIu64 ")",
+				v[i].promoted, v[i].demoted, v[i].hot_pages);
+		fprintf(stderr, "%s%s\n", v[i].why[0] ? "; " : "", v[i].why);
+		for (int ph = 0; ph < (v[i].shift ? 2 : 1); ph++) {
+			fprintf(stderr, "    %s:", ph ? "after shift" : "phase 1   ");
+			for (int k = 0; k < v[i].nsamples[ph]; k++)
+				fprintf(stderr, " %.2f", v[i].series[ph][k]);
+			fprintf(stderr, "\n");
+		}
+	}
+	if (daemon_stop(c, &d) < 0)
+		r = -1;
+	(void)numa_balancing_set((int)nb0);
+	hp_restore();
+	if (r < 0)
+		return -1;
+	pl_emit(c, "hot_on_fast_shmem", &v[0], ks, 3, 0, false);
+	pl_emit(c, "hot_on_fast_hugetlb", &v[1], kh, 1, 0, false);
+	pl_emit(c, "hot_on_fast_after_shift", &v[0], ks, 3, 1, false);
+	pl_emit(c, "hot_on_fast_after_shift_hugetlb", &v[1], kh, 1, 1, false);
+	pl_emit(c, "converge_s", &v[0], ks, 3, 0, true);
+	pl_emit(c, "converge_s_hugetlb", &v[1], kh, 1, 0, true);
+	return 0;
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static const struct {
 	const char *name;
 	int (*run)(struct ctx *c); /* 0 ran, 1 skipped, < 0 failed */
+	unsigned deadline_s;       /* 0: BENCH_DEADLINE_S */
 } benches[] = {
-	{ "fault_roundtrip", bench_fault_roundtrip },
-	{ "window_close", bench_window_close },
-	{ "page_state", bench_page_state },
-	{ "daemon_cpu", bench_daemon_cpu },
+	{ "fault_roundtrip", bench_fault_roundtrip, 0 },
+	{ "window_close", bench_window_close, 0 },
+	{ "page_state", bench_page_state, 0 },
+	{ "daemon_cpu", bench_daemon_cpu, 0 },
+	/* Under emulation (the QEMU guest) these take minutes. */
+	{ "migration_throughput", bench_migration_throughput, 420 },
+	{ "placement", bench_placement, 420 },
 };
 #define NBENCH (sizeof(benches) / sizeof(benches[0]))
 
@@ -1130,7 +2178,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: tierd-bench [OPTIONS] BENCH...\n"
 		"Runs tierd's core benchmarks; JSON lines go to --json (default stdout), a human\n"
-		"summary to stderr. BENCH: fault_roundtrip window_close page_state daemon_cpu all\n\n"
+		"summary to stderr. BENCH: fault_roundtrip window_close page_state daemon_cpu\n"
+		"migration_throughput placement (these two need 2+ NUMA nodes and root) all\n\n"
 		"  --tierd PATH    tierd binary (default $BUILD/tierd, BUILD defaulting to build)\n"
 		"  --dir DIR       scratch directory for tierd's socket and log (default: a fresh one\n"
 		"                  under /tmp, removed at exit)\n"
@@ -1250,7 +2299,7 @@ int main(int argc, char **argv)
 			failed++;
 			break;
 		}
-		alarm(BENCH_DEADLINE_S);
+		alarm(benches[b].deadline_s ? benches[b].deadline_s : BENCH_DEADLINE_S);
 		r = benches[b].run(&c);
 		alarm(0);
 		if (r < 0) {
