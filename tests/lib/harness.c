@@ -19,6 +19,9 @@
 #include "tierd/tier.h"
 
 static char dir[64];
+/* Every tierd started, so harness_cleanup can stop those a failed test left running. */
+static pid_t daemons[64];
+static unsigned ndaemons;
 static long old_nr_hugepages = -1;
 
 const char *harness_bin(const char *name)
@@ -48,6 +51,11 @@ const char *harness_dir(void)
 void harness_cleanup(void)
 {
 	char cmd[128];
+
+	for (unsigned i = 0; i < ndaemons; i++)
+		if (daemons[i] > 0 && kill(daemons[i], 0) == 0 && waitpid(daemons[i], NULL, WNOHANG) == 0)
+			daemon_stop(daemons[i]);
+	ndaemons = 0;
 
 	if (dir[0]) {
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -106,8 +114,11 @@ pid_t daemon_start(const char *sock, ...)
 	for (int i = 0; i < 500; i++) {
 		int st;
 
-		if (accepts(sock))
+		if (accepts(sock)) {
+			if (ndaemons < sizeof(daemons) / sizeof(daemons[0]))
+				daemons[ndaemons++] = pid;
 			return pid;
+		}
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			return -1;
 		msleep(10);
