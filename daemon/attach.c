@@ -256,19 +256,24 @@ static inline bool bit_test_clear(uint8_t *map, uint64_t i)
 	return was;
 }
 
-/* Resolves one minor fault or maps back one zapped page. Returns 0 when the page exists (mapped,
- * or already mapped), 1 when it is not in the page cache, 2 when that is unknown (the window was
- * closed meanwhile, or another error), -ESRCH when the process is gone. */
+/* What resolve() learned about the page, besides that no thread waits on it any more. */
+enum page_seen {
+	PAGE_PRESENT = 0, /* mapped, or already mapped: it is in the page cache */
+	PAGE_ABSENT = 1,  /* not in the page cache */
+	PAGE_UNKNOWN = 2, /* the window closed meanwhile, or another error */
+};
+
+/* Resolves one minor fault or maps back one zapped page. Returns an enum page_seen, or -ESRCH
+ * when the process is gone. */
 static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint64_t len)
 {
 	for (int tries = 0;; tries++) {
 		int r = uffd_continue(a->uffd, addr, len, NULL);
-
-		int known = 2;
+		enum page_seen seen = PAGE_UNKNOWN;
 
 		switch (r) {
 		case 0:
-			return 0;
+			return PAGE_PRESENT;
 		case -EAGAIN:
 			if (tries < CONTINUE_MAX_RETRIES) {
 				m->stats.continue_retries++;
@@ -277,7 +282,7 @@ static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint6
 			break;
 		case -EEXIST:
 			m->stats.continue_eexist++; /* already mapped: just wake the waiter */
-			known = 0;
+			seen = PAGE_PRESENT;
 			break;
 		case -ENOENT:
 			m->stats.wake_after_unregister++; /* window closed meanwhile */
@@ -287,7 +292,7 @@ static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint6
 			 * over memory the app has not touched yet) or hole-punched since the fault.
 			 * Waking lets the thread fault again as an ordinary missing fault. */
 			m->stats.continue_absent++;
-			known = 1;
+			seen = PAGE_ABSENT;
 			break;
 		case -ESRCH:
 			return -ESRCH;
@@ -297,7 +302,7 @@ static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint6
 			break;
 		}
 		r = uffd_wake(a->uffd, addr, len);
-		return r == -ESRCH ? -ESRCH : known;
+		return r == -ESRCH ? -ESRCH : (int)seen;
 	}
 }
 
@@ -369,17 +374,17 @@ static void close_window_whole(struct manager *m, struct attachment *a, const st
 	uint64_t ps = a->seg->page_size;
 
 	for (uint64_t p = w->start; p < w->start + w->npages; p++) {
-		if (!bit_test_clear(a->zapped, p))
-			continue;
 		int r;
 
+		if (!bit_test_clear(a->zapped, p))
+			continue;
 		/* Map back what the app did not touch, so stale zaps do not fault in later epochs. */
 		r = resolve(m, a, a->base + p * ps, ps);
 		if (r == -ESRCH) {
 			manager_client_drop(m, a->client, "process exited");
 			return;
 		}
-		if (r == 0)
+		if (r == PAGE_PRESENT)
 			a->seg->pages[p].flags |= PS_EXISTS;
 	}
 }

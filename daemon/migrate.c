@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "log.h" /* now_usec() */
 #include "segment.h"
 #include "tierd/proto.h"
 
@@ -105,14 +105,6 @@ void migrate_plan_build(struct migrate_candidate *cands, size_t n, const struct 
 	plan->ndemote = d;
 }
 
-static uint64_t mono_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void count_status(int status, int node, struct migrate_stats *st)
 {
 	if (status == node)
@@ -153,7 +145,7 @@ long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int 
 
 		/* The fault path waits while we move: stop between batches once over the time
 		 * budget; the rest is planned again next pass. */
-		if (off && mono_usec() > deadline_usec)
+		if (off && now_usec() > deadline_usec)
 			break;
 		for (size_t i = 0; i < k; i++) {
 			addrs[i] = (char *)seg->alias + pages[off + i] * seg->page_size;
@@ -161,7 +153,7 @@ long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int 
 			status[i] = -EINVAL;
 		}
 		st->calls++;
-		t0 = mono_usec();
+		t0 = now_usec();
 		r = move_pages(0, (unsigned long)k, addrs, nodes, status,
 			       *move_all ? MPOL_MF_MOVE_ALL : MPOL_MF_MOVE);
 		if (r < 0 && errno == EPERM && *move_all) {
@@ -170,7 +162,7 @@ long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int 
 			st->calls++;
 			r = move_pages(0, (unsigned long)k, addrs, nodes, status, MPOL_MF_MOVE);
 		}
-		st->move_usec += mono_usec() - t0;
+		st->move_usec += now_usec() - t0;
 		if (r < 0)
 			return moved ? moved : -errno;
 		if (r > 0) {
