@@ -236,6 +236,7 @@ void attachment_release(struct manager *m, struct attachment *a)
 			break;
 		}
 	if (seg->nattach == 0) {
+		manager_batch_drop(m, seg);
 		/* Last process gone: drop the memfd and alias so the application's memory is freed
 		 * (after the epoll batch, like every object that dies inside it). */
 		segment_unlink(m, seg);
@@ -330,6 +331,12 @@ static int handle_fault(struct manager *m, struct attachment *a, uint64_t addr)
 	seg->faults++;
 	a->faults++;
 	m->stats.faults++;
+	if (seg->batch.active && (seg->pages[page].flags & PS_MOVING)) {
+		/* Its batch has not moved yet: the thread waits, and attachment_batch_release()
+		 * lets it onto the moved page. */
+		m->stats.faults_held++;
+		return 0;
+	}
 	return resolve(m, a, pgaddr, ps) == -ESRCH ? -ESRCH : 0;
 }
 
@@ -369,24 +376,29 @@ void attachment_handle_uffd(struct manager *m, struct attachment *a)
 
 /* ---- sampling windows ------------------------------------------------------------------------ */
 
-static void close_window_whole(struct manager *m, struct attachment *a, const struct region_window *w)
+/*
+ * Maps pages [first, first + n) of a whole-registered attachment back with UFFDIO_CONTINUE, which
+ * also releases a fault held on one: every page (`all`), or only those still marked zapped.
+ * Returns -ESRCH when the process is gone (it is dropped), else 0.
+ */
+static int map_back(struct manager *m, struct attachment *a, uint64_t first, uint64_t n, bool all)
 {
 	uint64_t ps = a->seg->page_size;
 
-	for (uint64_t p = w->start; p < w->start + w->npages; p++) {
+	for (uint64_t p = first; p < first + n; p++) {
 		int r;
 
-		if (!bit_test_clear(a->zapped, p))
+		if (!bit_test_clear(a->zapped, p) && !all)
 			continue;
-		/* Map back what the app did not touch, so stale zaps do not fault in later epochs. */
 		r = resolve(m, a, a->base + p * ps, ps);
 		if (r == -ESRCH) {
 			manager_client_drop(m, a->client, "process exited");
-			return;
+			return r;
 		}
 		if (r == PAGE_PRESENT)
 			a->seg->pages[p].flags |= PS_EXISTS;
 	}
+	return 0;
 }
 
 static void close_windows(struct manager *m, struct segment *seg)
@@ -416,12 +428,107 @@ static void close_windows(struct manager *m, struct segment *seg)
 				(void)uffd_unregister(a->uffd, start, len);
 				(void)uffd_wake(a->uffd, start, len);
 			} else {
-				close_window_whole(m, a, w);
+				/* Map back what the app did not touch, so stale zaps do not fault in
+				 * later epochs. */
+				(void)map_back(m, a, w->start, w->npages, false);
 			}
 		}
 	}
 	region_set_commit(&seg->regions);
 	seg->nwindows = 0;
+}
+
+/* Sends a ZAP of z->nranges ranges. Returns 0, -EAGAIN when the client's socket is full (skipped:
+ * a zap that never happens only costs a sample or leaves a page mapped), or -EPIPE when the client
+ * was dropped. *seq is the message's sequence number. */
+static int send_zap(struct manager *m, struct attachment *a, struct tierd_msg_zap *z, uint64_t *seq)
+{
+	size_t len = sizeof(*z) + z->nranges * sizeof(struct tierd_zap_range);
+	int r;
+
+	z->attach_id = a->id;
+	*seq = ++a->client->seq;
+	proto_init(&z->hdr, TIERD_MSG_ZAP, (uint32_t)len, *seq);
+	r = proto_send(a->client->fd, z, len, NULL, 0);
+	if (r == -EAGAIN) {
+		m->stats.zaps_skipped++;
+		return r;
+	}
+	if (r < 0) {
+		manager_client_drop(m, a->client, "disconnected");
+		return -EPIPE;
+	}
+	a->zaps_in_flight++;
+	m->stats.zaps_sent++;
+	return 0;
+}
+
+/* Makes [start, start + npages) of the attachment fault to tierd once zapped. */
+static int watch_range(struct manager *m, struct attachment *a, uint64_t start, uint64_t npages)
+{
+	uint64_t ps = a->seg->page_size;
+	int r;
+
+	if (a->registration == TIERD_REG_WHOLE) {
+		for (uint64_t p = start; p < start + npages; p++)
+			a->zapped[p >> 3] |= (uint8_t)(1u << (p & 7));
+		return 0;
+	}
+	r = uffd_register(a->uffd, a->base + start * ps, npages * ps, UFFDIO_REGISTER_MODE_MINOR);
+	if (r < 0) {
+		/* ENOMEM/EINVAL: the process is exiting or unmapped the range (its hang-up follows),
+		 * or it is near vm.max_map_count. Counted. */
+		m->stats.register_errors++;
+		log_debug_errno(r, "pid %d seg %u: registering a range: %m", (int)a->client->pid,
+				a->seg->id);
+	}
+	return r;
+}
+
+void attachment_batch_zap(struct manager *m, struct attachment *a)
+{
+	static uint8_t buf[TIERD_MSG_MAX_BYTES];
+	struct tierd_msg_zap *z = (struct tierd_msg_zap *)buf;
+	struct tierd_zap_range *ranges = (struct tierd_zap_range *)(z + 1);
+	const struct seg_batch *b = &a->seg->batch;
+	uint64_t ps = a->seg->page_size;
+
+	/* A client far behind on zaps keeps its pages mapped: they move with MOVE_ALL, or not. */
+	if (a->dead || a->zaps_in_flight >= m->cfg.max_zaps_in_flight)
+		return;
+	z->nranges = 0;
+	for (size_t i = 0; i < b->nruns && z->nranges < TIERD_ZAP_MAX_RANGES; i++) {
+		if (watch_range(m, a, b->runs[i].start, b->runs[i].n) < 0)
+			break;
+		ranges[z->nranges++] = (struct tierd_zap_range){ .offset = b->runs[i].start * ps,
+								 .length = b->runs[i].n * ps };
+	}
+	if (z->nranges && send_zap(m, a, z, &a->batch_seq) == 0)
+		a->batch_waiting = true;
+}
+
+void attachment_batch_release(struct manager *m, struct attachment *a)
+{
+	const struct seg_batch *b = &a->seg->batch;
+	uint64_t ps = a->seg->page_size;
+
+	a->batch_waiting = false;
+	if (a->dead)
+		return;
+	for (size_t i = 0; i < b->nruns; i++) {
+		uint64_t start = b->runs[i].start;
+
+		if (a->registration == TIERD_REG_WINDOWS) {
+			/* Held faults retry as ordinary faults and map the page where it now is. */
+			(void)uffd_unregister(a->uffd, a->base + start * ps, b->runs[i].n * ps);
+			(void)uffd_wake(a->uffd, a->base + start * ps, b->runs[i].n * ps);
+			continue;
+		}
+		/* Map every page of the batch back: that releases held faults, and spares the app a
+		 * fault on each zapped page it touches later. */
+		if (map_back(m, a, start, b->runs[i].n, true) < 0)
+			return;
+	}
 }
 
 static void arm_windows(struct manager *m, struct segment *seg, size_t budget)
@@ -450,8 +557,7 @@ static void arm_windows(struct manager *m, struct segment *seg, size_t budget)
 		static uint8_t buf[TIERD_MSG_MAX_BYTES];
 		struct tierd_msg_zap *z = (struct tierd_msg_zap *)buf;
 		struct tierd_zap_range *ranges = (struct tierd_zap_range *)(z + 1);
-		size_t len;
-		int r;
+		uint64_t seq;
 
 		next = a->seg_next;
 		/* A client that has not acknowledged its last batches gets no new windows: it is
@@ -461,42 +567,15 @@ static void arm_windows(struct manager *m, struct segment *seg, size_t budget)
 		z->nranges = 0;
 		for (size_t i = 0; i < seg->nwindows && z->nranges < TIERD_ZAP_MAX_RANGES; i++) {
 			const struct region_window *w = &seg->windows[i];
-			uint64_t off = w->start * ps, wlen = w->npages * ps;
 
-			if (a->registration == TIERD_REG_WINDOWS) {
-				r = uffd_register(a->uffd, a->base + off, wlen, UFFDIO_REGISTER_MODE_MINOR);
-				if (r < 0) {
-					/* ENOMEM/EINVAL: the process is exiting or unmapped the range (its
-					 * hang-up follows), or it is near vm.max_map_count. Counted. */
-					m->stats.register_errors++;
-					log_debug_errno(r, "pid %d seg %u: registering a window: %m",
-							(int)a->client->pid, seg->id);
-					break;
-				}
-			} else {
-				for (uint64_t p = w->start; p < w->start + w->npages; p++)
-					a->zapped[p >> 3] |= (uint8_t)(1u << (p & 7));
-			}
-			ranges[z->nranges++] = (struct tierd_zap_range){ .offset = off, .length = wlen };
+			if (watch_range(m, a, w->start, w->npages) < 0)
+				break;
+			ranges[z->nranges++] = (struct tierd_zap_range){ .offset = w->start * ps,
+									 .length = w->npages * ps };
 		}
-		if (z->nranges == 0)
-			continue;
-		z->attach_id = a->id;
-		len = sizeof(*z) + z->nranges * sizeof(*ranges);
-		proto_init(&z->hdr, TIERD_MSG_ZAP, (uint32_t)len, ++a->client->seq);
-		r = proto_send(a->client->fd, z, len, NULL, 0);
-		if (r == -EAGAIN) {
-			/* Socket full: skip this epoch for it. The windows close as usual; a zap that
-			 * never happens only costs a sample. */
-			m->stats.zaps_skipped++;
-			continue;
-		}
-		if (r < 0) {
-			manager_client_drop(m, a->client, "disconnected");
-			continue;
-		}
-		a->zaps_in_flight++;
-		m->stats.zaps_sent++;
+		/* A full socket skips this epoch for it: the windows close as usual. */
+		if (z->nranges)
+			(void)send_zap(m, a, z, &seq);
 	}
 }
 
@@ -522,7 +601,8 @@ void manager_epoch(struct manager *m)
 	/* A segment can disappear while arming (its last client dropped): walk a saved next. */
 	for (struct segment *s = m->segments, *next; s; s = next) {
 		next = s->next;
-		if (s->nattach)
+		/* A segment with a batch in flight samples again once its batch is done. */
+		if (s->nattach && !s->batch.active)
 			arm_windows(m, s, budget);
 	}
 }

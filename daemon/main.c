@@ -36,6 +36,9 @@ static void help(void)
 	       "      --rate-limit-mbps N    migration rate cap (default 512)\n"
 	       "      --migrate-every N      migration pass every N epochs (default 5)\n"
 	       "      --reserve-mib N        free memory per node migration never uses (default 64)\n"
+	       "      --migrate-mode zap|mapped\n"
+	       "                             move pages while clients have them zapped (default),\n"
+	       "                             or while mapped (MPOL_MF_MOVE_ALL, needs CAP_SYS_NICE)\n"
 	       "      --check-system         report the kernel features tierd needs and exit\n"
 	       "  -v, --verbose              debug logging\n"
 	       "  -h, --help                 this help\n",
@@ -95,7 +98,7 @@ static int check_system(void)
 int main(int argc, char **argv)
 {
 	enum { O_EPOCH = 256, O_MAXWIN, O_WINKIB, O_MAXREG, O_HOT, O_HB, O_REG, O_UID, O_GID, O_CHECK,
-	       O_NOMIG, O_BUDGET, O_RATE, O_MIGEVERY, O_RESERVE, O_SYSFS };
+	       O_NOMIG, O_BUDGET, O_RATE, O_MIGEVERY, O_RESERVE, O_SYSFS, O_MIGMODE };
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "epoch-ms", required_argument, NULL, O_EPOCH },
@@ -113,6 +116,7 @@ int main(int argc, char **argv)
 		{ "rate-limit-mbps", required_argument, NULL, O_RATE },
 		{ "migrate-every", required_argument, NULL, O_MIGEVERY },
 		{ "reserve-mib", required_argument, NULL, O_RESERVE },
+		{ "migrate-mode", required_argument, NULL, O_MIGMODE },
 		{ "sysfs-root", required_argument, NULL, O_SYSFS }, /* tests: a fixture topology */
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -221,6 +225,16 @@ int main(int argc, char **argv)
 			break;
 		case O_SYSFS:
 			cfg.sysfs_root = optarg;
+			break;
+		case O_MIGMODE:
+			if (strcmp(optarg, "zap") == 0)
+				cfg.migrate_how = MIGRATE_ZAPPED;
+			else if (strcmp(optarg, "mapped") == 0)
+				cfg.migrate_how = MIGRATE_MAPPED;
+			else {
+				fprintf(stderr, "tierd: --migrate-mode: '%s' is not zap or mapped\n", optarg);
+				return 2;
+			}
 			break;
 		case 'v':
 			log_set_max_level(LOG_DEBUG);

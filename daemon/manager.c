@@ -523,7 +523,9 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 ",\"promoted\":%" PRIu64 ",\"demoted\":%" PRIu64 ",\"bytes_moved\":%" PRIu64
 		 ",\"move_calls\":%" PRIu64 ",\"move_usec\":%" PRIu64 ",\"failed_nomem\":%" PRIu64 ",\"failed_busy\":%" PRIu64
 		 ",\"failed_access\":%" PRIu64 ",\"failed_noent\":%" PRIu64 ",\"failed_other\":%" PRIu64
-		 "},\"segments\":[",
+		 ",\"mode\":\"%s\",\"batches\":%" PRIu64 ",\"batch_timeouts\":%" PRIu64
+		 ",\"faults_held\":%" PRIu64 ",\"move_all_fallback\":%" PRIu64 ",\"passes\":%" PRIu64
+		 ",\"pass_usec_last\":%" PRIu64 ",\"pass_usec_max\":%" PRIu64 "},\"segments\":[",
 		 TIERD_PROTO_VERSION, (int)getpid(), (double)(now_usec() - m->started_usec) / 1e6,
 		 m->epoch, m->topo.nnodes, m->nclients, s->faults, s->first_touch_faults,
 		 s->continue_eexist, s->continue_retries, s->continue_absent, s->wake_after_unregister, s->windows_armed,
@@ -532,7 +534,10 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 m->topo.ntiers, m->cfg.migrate && m->topo.ntiers > 1 ? "true" : "false",
 		 m->mstats.promoted, m->mstats.demoted, m->mstats.bytes_moved, m->mstats.calls, m->mstats.move_usec,
 		 m->mstats.err_nomem, m->mstats.err_busy, m->mstats.err_access, m->mstats.err_noent,
-		 m->mstats.err_other + m->mstats.err_fault);
+		 m->mstats.err_other + m->mstats.err_fault,
+		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", s->batches, s->batch_timeouts,
+		 s->faults_held, m->mstats.fallback_pages, m->mstats.passes, m->mstats.pass_usec_last,
+		 m->mstats.pass_usec_max);
 	for (const struct segment *seg = m->segments; seg && !cut; seg = seg->next) {
 		char nodes[SEG_MAX_NODES * 24] = "";
 		size_t nl = 0;
@@ -606,6 +611,8 @@ static void on_client_message(struct manager *m, struct client *c, void *buf, si
 
 		if (a && a->zaps_in_flight)
 			a->zaps_in_flight--;
+		if (a && a->batch_waiting && h->seq == a->batch_seq)
+			a->batch_waiting = false; /* its batch may move (manager_batches_poll) */
 		m->stats.zap_acks++;
 		if (d->status < 0)
 			m->stats.zap_errors++;
@@ -740,6 +747,7 @@ int manager_run(struct manager *m)
 				break;
 			}
 		}
+		manager_batches_poll(m);
 		reap(m);
 	}
 	sd_notify(0, "STOPPING=1");

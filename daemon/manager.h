@@ -44,6 +44,7 @@ struct tierd_config {
 	uint32_t rate_limit_mbps;   /* migration rate cap */
 	uint32_t migrate_every_epochs;
 	uint64_t reserve_bytes;     /* free memory per node that migration never consumes */
+	enum migrate_how migrate_how; /* zap-then-move, or move mapped pages (MOVE_ALL) */
 	const char *sysfs_root;     /* "/sys" */
 };
 
@@ -69,6 +70,8 @@ struct attachment {
 	uint8_t *zapped;       /* REG_WHOLE: pages tierd asked to zap and not yet faulted or closed */
 	uint64_t faults;
 	uint32_t zaps_in_flight;
+	uint64_t batch_seq;    /* seq of the ZAP of its segment's migration batch */
+	bool batch_waiting;    /* that ZAP is not acknowledged yet */
 	bool dead;
 	struct attachment *seg_next, *client_next, *grave_next;
 };
@@ -96,6 +99,7 @@ struct manager_stats {
 	uint64_t windows_armed, windows_closed, zaps_sent, zaps_skipped, zap_acks, zap_errors;
 	uint64_t clients_accepted, clients_refused, clients_dropped, attach_refused;
 	uint64_t register_errors, epochs;
+	uint64_t batches, batch_timeouts, faults_held; /* zap-then-move batches */
 };
 
 struct manager {
@@ -117,6 +121,12 @@ struct manager {
 	struct migrate_stats mstats;
 	bool move_all; /* MPOL_MF_MOVE_ALL allowed (CAP_SYS_NICE) */
 	uint64_t tokens_bytes, tokens_usec;
+	unsigned batches_active; /* segments with a migration batch in flight */
+	int batch_fast, batch_slow; /* the batches' promotion and demotion nodes */
+	/* Passes that move nothing back off (a node that refuses must not cost the clients a zap
+	 * every pass): skip_passes doubles up to a limit, and resets once pages move. */
+	uint64_t pass_planned, pass_moved;
+	unsigned backoff_passes, skip_passes;
 	struct migrate_candidate *cands;
 	size_t cands_cap;
 	uint64_t *pagebuf;
@@ -136,6 +146,11 @@ int manager_run(struct manager *m);
 /* placement.c */
 int manager_tiers_init(struct manager *m);
 void manager_placement(struct manager *m);
+/* Moves and releases each batch whose zaps are all acknowledged or whose deadline passed. Called
+ * after every round of events. */
+void manager_batches_poll(struct manager *m);
+/* Ends a segment's batch at once without moving (its last attachment went away). */
+void manager_batch_drop(struct manager *m, struct segment *seg);
 
 /* attach.c */
 int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_attach *msg, int memfd,
@@ -144,6 +159,11 @@ int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_a
 void attachment_release(struct manager *m, struct attachment *a);
 void attachment_handle_uffd(struct manager *m, struct attachment *a);
 void manager_epoch(struct manager *m);
+/* Zap-then-move: asks the attachment to zap its segment's batch runs (registering them first for
+ * per-window registration, so touches fault to tierd and wait). */
+void attachment_batch_zap(struct manager *m, struct attachment *a);
+/* After the batch moved: lets the attachment's held faults and zapped pages onto the pages. */
+void attachment_batch_release(struct manager *m, struct attachment *a);
 void manager_client_drop(struct manager *m, struct client *c, const char *why);
 int manager_send(struct manager *m, struct client *c, void *msg, size_t len, const int *fds,
 		 unsigned nfds);

@@ -117,7 +117,7 @@ static void count_status(int status, int node, struct migrate_stats *st)
 		st->err_busy++; /* page in use (pinned, under I/O): retried next pass */
 		break;
 	case -EACCES:
-		st->err_access++; /* mapped by another process and MOVE_ALL not allowed */
+		st->err_access++; /* still mapped by a process, and MOVE_ALL not allowed */
 		break;
 	case -ENOENT:
 		st->err_noent++; /* not mapped in the alias (a hole) */
@@ -131,47 +131,87 @@ static void count_status(int status, int node, struct migrate_stats *st)
 	}
 }
 
-long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int node,
-		      bool *move_all, uint64_t deadline_usec, struct migrate_stats *st)
+/* One move_pages(2) call over addrs[0, k), timed; afterwards status[i] is the page's node or why it
+ * is not on `node`. Returns 0, or a negative errno when the call itself failed. */
+static int move_once(void **addrs, size_t k, int node, int flags, int *nodes, int *status,
+		     struct migrate_stats *st)
 {
-	static void *addrs[MOVE_BATCH_PAGES];
-	static int nodes[MOVE_BATCH_PAGES], status[MOVE_BATCH_PAGES];
+	uint64_t t0 = now_usec();
+	long r;
+
+	for (size_t i = 0; i < k; i++) {
+		nodes[i] = node;
+		status[i] = -EINVAL;
+	}
+	st->calls++;
+	r = move_pages(0, (unsigned long)k, addrs, nodes, status, flags);
+	st->move_usec += now_usec() - t0;
+	if (r < 0)
+		return -errno;
+	if (r > 0) {
+		/* Some pages failed, and the kernel (6.1, and upstream's
+		 * move_pages_and_store_status) may then leave the status array unwritten for the
+		 * whole batch although the others moved: ask where they are now. */
+		st->calls++;
+		if (move_pages(0, (unsigned long)k, addrs, NULL, status, 0) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int node,
+		      enum migrate_how how, bool *move_all, uint64_t deadline_usec,
+		      struct migrate_stats *st)
+{
+	static void *addrs[MOVE_BATCH_PAGES], *again[MOVE_BATCH_PAGES];
+	static int nodes[MOVE_BATCH_PAGES], status[MOVE_BATCH_PAGES], status2[MOVE_BATCH_PAGES];
+	static size_t where[MOVE_BATCH_PAGES];
 	long moved = 0;
 
 	for (size_t off = 0; off < n; off += MOVE_BATCH_PAGES) {
-		size_t k = n - off < MOVE_BATCH_PAGES ? n - off : MOVE_BATCH_PAGES;
-		uint64_t t0;
-		long r;
+		size_t k = n - off < MOVE_BATCH_PAGES ? n - off : MOVE_BATCH_PAGES, nagain = 0;
+		int r;
 
 		/* The fault path waits while we move: stop between batches once over the time
 		 * budget; the rest is planned again next pass. */
 		if (off && now_usec() > deadline_usec)
 			break;
-		for (size_t i = 0; i < k; i++) {
+		for (size_t i = 0; i < k; i++)
 			addrs[i] = (char *)seg->alias + pages[off + i] * seg->page_size;
-			nodes[i] = node;
-			status[i] = -EINVAL;
+		if (how == MIGRATE_ZAPPED || !*move_all) {
+			/* Pages that only tierd's alias maps (zapped everywhere else) move without
+			 * touching any client's page tables, and without CAP_SYS_NICE. */
+			r = move_once(addrs, k, node, MPOL_MF_MOVE, nodes, status, st);
+		} else {
+			r = move_once(addrs, k, node, MPOL_MF_MOVE_ALL, nodes, status, st);
+			if (r == -EPERM) {
+				/* No CAP_SYS_NICE: only pages no client maps can move. */
+				*move_all = false;
+				r = move_once(addrs, k, node, MPOL_MF_MOVE, nodes, status, st);
+			}
 		}
-		st->calls++;
-		t0 = now_usec();
-		r = move_pages(0, (unsigned long)k, addrs, nodes, status,
-			       *move_all ? MPOL_MF_MOVE_ALL : MPOL_MF_MOVE);
-		if (r < 0 && errno == EPERM && *move_all) {
-			/* No CAP_SYS_NICE: only pages no client maps can move (zapped pages). */
-			*move_all = false;
-			st->calls++;
-			r = move_pages(0, (unsigned long)k, addrs, nodes, status, MPOL_MF_MOVE);
-		}
-		st->move_usec += now_usec() - t0;
 		if (r < 0)
-			return moved ? moved : -errno;
-		if (r > 0) {
-			/* Some pages failed, and the kernel (6.1, and upstream's
-			 * move_pages_and_store_status) may then leave the status array unwritten for
-			 * the whole batch although the others moved: ask where they are now. */
-			st->calls++;
-			if (move_pages(0, (unsigned long)k, addrs, NULL, status, 0) < 0)
-				return moved ? moved : -errno;
+			return moved ? moved : r;
+		if (how == MIGRATE_ZAPPED && *move_all) {
+			/* Still mapped by some process (-EACCES; another node after a re-query): a
+			 * client that did not zap in time, or a process tierd does not know. The
+			 * kernel's migration of mapped pages is just as safe, only dearer. */
+			for (size_t i = 0; i < k; i++)
+				if (status[i] == -EACCES || (status[i] >= 0 && status[i] != node)) {
+					where[nagain] = i;
+					again[nagain++] = addrs[i];
+				}
+		}
+		if (nagain) {
+			st->fallback_pages += nagain;
+			r = move_once(again, nagain, node, MPOL_MF_MOVE_ALL, nodes, status2, st);
+			if (r == -EPERM)
+				*move_all = false;
+			else if (r < 0)
+				return moved ? moved : r;
+			else
+				for (size_t j = 0; j < nagain; j++)
+					status[where[j]] = status2[j];
 		}
 		st->batches++;
 		for (size_t i = 0; i < k; i++) {
@@ -191,19 +231,19 @@ long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int 
 	return moved;
 }
 
-int migrate_populate_alias(struct segment *seg)
+int migrate_populate_alias(struct segment *seg, uint64_t first, uint64_t npages)
 {
-	off_t pos = 0, end = (off_t)seg->size_bytes;
+	uint64_t last = first + npages > seg->npages ? seg->npages : first + npages;
+	off_t pos = (off_t)(first * seg->page_size), end = (off_t)(last * seg->page_size);
 
 	if (seg->kind == TIERD_SEG_HUGETLB) {
 		/* hugetlbfs has no SEEK_DATA, and populating a missing huge page would allocate it
 		 * on tierd's node, against the client's own placement: map only pages a minor
 		 * fault or a CONTINUE showed to exist, in runs. */
-		for (uint64_t p = 0; p < seg->npages;) {
+		for (uint64_t p = first; p < last;) {
 			uint64_t q = p;
 
-			while (q < seg->npages &&
-			       (seg->pages[q].flags & (PS_EXISTS | PS_ALIASED)) == PS_EXISTS)
+			while (q < last && (seg->pages[q].flags & (PS_EXISTS | PS_ALIASED)) == PS_EXISTS)
 				q++;
 			if (q > p) {
 				if (madvise((char *)seg->alias + p * seg->page_size, (q - p) * seg->page_size,
@@ -222,10 +262,10 @@ int migrate_populate_alias(struct segment *seg)
 
 		if (data < 0)
 			return errno == ENXIO ? 0 : -errno;
+		if (data >= end)
+			return 0;
 		hole = lseek(seg->memfd, data, SEEK_HOLE);
-		if (hole < 0)
-			hole = end;
-		if (hole > end)
+		if (hole < 0 || hole > end)
 			hole = end;
 		if (madvise((char *)seg->alias + data, (size_t)(hole - data), MADV_POPULATE_WRITE) < 0 &&
 		    errno != EFAULT)
@@ -235,14 +275,15 @@ int migrate_populate_alias(struct segment *seg)
 	return 0;
 }
 
-long migrate_query_nodes(struct segment *seg)
+long migrate_query_nodes(struct segment *seg, uint64_t first, uint64_t npages)
 {
 	static void *addrs[MOVE_BATCH_PAGES];
 	static int status[MOVE_BATCH_PAGES];
+	uint64_t last = first + npages > seg->npages ? seg->npages : first + npages;
 	long known = 0;
 
-	for (uint64_t off = 0; off < seg->npages; off += MOVE_BATCH_PAGES) {
-		size_t k = seg->npages - off < MOVE_BATCH_PAGES ? seg->npages - off : MOVE_BATCH_PAGES;
+	for (uint64_t off = first; off < last; off += MOVE_BATCH_PAGES) {
+		size_t k = last - off < MOVE_BATCH_PAGES ? last - off : MOVE_BATCH_PAGES;
 
 		for (size_t i = 0; i < k; i++)
 			addrs[i] = (char *)seg->alias + (off + i) * seg->page_size;

@@ -53,28 +53,44 @@ struct migrate_stats {
 	uint64_t promoted, demoted, batches, calls;
 	uint64_t err_nomem, err_busy, err_access, err_noent, err_fault, err_other;
 	uint64_t bytes_moved;
+	uint64_t fallback_pages; /* zapped moves retried with MOVE_ALL: still mapped somewhere */
+	uint64_t passes, pass_usec_last, pass_usec_max; /* planning passes: the loop waits on them */
 	uint64_t move_usec; /* time spent inside move_pages(2): the engine's throughput is
 			    * bytes_moved / move_usec */
 };
 
+/* How pages are moved (--migrate-mode). */
+enum migrate_how {
+	/* Every client has zapped the pages: only tierd's alias maps them, and MPOL_MF_MOVE moves
+	 * them without touching any process's page tables and without CAP_SYS_NICE. Pages still
+	 * mapped somewhere (-EACCES) are retried with MPOL_MF_MOVE_ALL where allowed. */
+	MIGRATE_ZAPPED,
+	/* Pages stay mapped by the clients: MPOL_MF_MOVE_ALL (needs CAP_SYS_NICE; without it only
+	 * pages no client maps move). */
+	MIGRATE_MAPPED,
+};
+
 /*
- * Moves pages [pages[i]] of `seg` to `node` through its alias; updates page_state.node for each
- * page from the per-page status. Uses MPOL_MF_MOVE_ALL (pages may be mapped by clients; needs
- * CAP_SYS_NICE) and falls back to MPOL_MF_MOVE when that is refused. Stops between batches of
- * 4096 pages once CLOCK_MONOTONIC passes deadline_usec. Returns pages moved, or a negative errno
- * when move_pages itself failed.
+ * Moves pages [pages[i]] of `seg` to `node` through its alias, as `how` says; updates
+ * page_state.node for each page from the per-page status. *move_all says MPOL_MF_MOVE_ALL is
+ * allowed and is cleared when the kernel refuses it (EPERM). Stops between batches of 4096 pages
+ * once CLOCK_MONOTONIC passes deadline_usec. Returns pages moved, or a negative errno when
+ * move_pages itself failed.
  */
 long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int node,
-		      bool *move_all, uint64_t deadline_usec, struct migrate_stats *st);
+		      enum migrate_how how, bool *move_all, uint64_t deadline_usec,
+		      struct migrate_stats *st);
 
 /*
- * Makes the alias map the pages that exist in the segment (move_pages needs them mapped) without
- * allocating holes: shmem runs come from SEEK_DATA/SEEK_HOLE; hugetlb (no SEEK_DATA) maps the
- * pages that a minor fault or a CONTINUE showed to exist (PS_EXISTS), once each.
+ * Makes the alias map the pages of [first, first + npages) that exist in the segment (move_pages
+ * needs them mapped) without allocating holes: shmem runs come from SEEK_DATA/SEEK_HOLE; hugetlb
+ * (no SEEK_DATA) maps the pages that a minor fault or a CONTINUE showed to exist (PS_EXISTS),
+ * once each.
  */
-int migrate_populate_alias(struct segment *seg);
+int migrate_populate_alias(struct segment *seg, uint64_t first, uint64_t npages);
 
-/* Refreshes page_state.node for all pages of seg (move_pages query). Returns pages with a node. */
-long migrate_query_nodes(struct segment *seg);
+/* Refreshes page_state.node for pages [first, first + npages) of seg (move_pages query). Returns
+ * pages with a node. */
+long migrate_query_nodes(struct segment *seg, uint64_t first, uint64_t npages);
 
 #endif

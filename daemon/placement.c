@@ -109,31 +109,78 @@ static int grow(void **buf, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-/* Gathers every page with a known node as a candidate; counts pages per node and fast use. */
-static int gather(struct manager *m, struct segment **segs, unsigned nsegs, size_t *ncand,
-		  uint64_t *fast_used)
-{
-	size_t n = 0;
+/* Pages whose node one pass (re)learns at most, all segments together: every 4096 of them cost a
+ * move_pages query (and the alias's population), and the loop serves no fault meanwhile. Hot
+ * regions come first; the rest of each segment is walked a slice per pass. Measured on the host:
+ * a whole 4 GiB segment (1 Mi pages) took 0.25-0.5 s a pass. */
+#define QUERY_BUDGET_PAGES (64u * 1024)
 
+static void refresh(struct segment *seg, uint64_t first, uint64_t n)
+{
+	long r = migrate_populate_alias(seg, first, n);
+
+	if (r < 0)
+		log_ratelimited(LOG_WARNING, (int)r, "seg %u: mapping the alias for migration: %m",
+				seg->id);
+	r = migrate_query_nodes(seg, first, n);
+	if (r < 0)
+		log_ratelimited(LOG_WARNING, (int)r, "seg %u: querying page nodes: %m", seg->id);
+}
+
+/* Learns where pages live, within the pass's budget: hot regions, then the segment's next slice. */
+static void locate(struct manager *m, struct segment **segs, unsigned nsegs)
+{
+	uint64_t budget = QUERY_BUDGET_PAGES / nsegs;
+
+	if (budget < 512)
+		budget = 512;
+	for (unsigned si = 0; si < nsegs; si++) {
+		struct segment *seg = segs[si];
+		uint64_t left = budget, walked = 0;
+
+		for (size_t ri = 0; ri < seg->regions.n && left; ri++) {
+			const struct region *reg = &seg->regions.r[ri];
+			uint64_t n = reg->end - reg->start;
+
+			if (reg->score < m->cfg.hot_threshold)
+				continue;
+			n = n < left ? n : left;
+			refresh(seg, reg->start, n);
+			left -= n;
+		}
+		while (left && walked < seg->npages) {
+			uint64_t cur = seg->query_cursor < seg->npages ? seg->query_cursor : 0;
+			uint64_t n = seg->npages - cur < left ? seg->npages - cur : left;
+
+			refresh(seg, cur, n);
+			left -= n;
+			walked += n;
+			seg->query_cursor = cur + n;
+		}
+	}
+}
+
+/*
+ * Where tracked pages are, and the candidates to plan with: hot pages off the fast tier always;
+ * pages on the fast tier only when demotion may be needed (over the high watermark, or hot pages
+ * waiting that do not fit), which spares sorting the whole fast tier every pass.
+ */
+static int gather(struct manager *m, struct segment **segs, unsigned nsegs,
+		  const struct migrate_budget *b, size_t *ncand, uint64_t *fast_used)
+{
+	uint64_t high = (uint64_t)((double)b->fast_budget_bytes * b->high_wm), hot_off = 0;
+	size_t n = 0, nfast = 0, nhot_off = 0;
+	bool with_fast;
+
+	locate(m, segs, nsegs);
 	*fast_used = 0;
 	for (unsigned si = 0; si < nsegs; si++) {
 		struct segment *seg = segs[si];
-		long r;
 
-		r = migrate_populate_alias(seg);
-		if (r < 0)
-			log_ratelimited(LOG_WARNING, (int)r, "seg %u: mapping the alias for migration: %m",
-					seg->id);
-		r = migrate_query_nodes(seg);
-		if (r < 0) {
-			log_ratelimited(LOG_WARNING, (int)r, "seg %u: querying page nodes: %m", seg->id);
-			continue;
-		}
-		if (grow((void **)&m->cands, &m->cands_cap, n + seg->npages, sizeof(*m->cands)) < 0)
-			return -ENOMEM;
 		memset(seg->pages_on_node, 0, sizeof(seg->pages_on_node));
 		for (size_t ri = 0; ri < seg->regions.n; ri++) {
 			const struct region *reg = &seg->regions.r[ri];
+			bool hot = reg->score >= b->hot_threshold;
 
 			for (uint64_t p = reg->start; p < reg->end; p++) {
 				int node = seg->pages[p].node, tier = node_tier(m, node);
@@ -142,8 +189,35 @@ static int gather(struct manager *m, struct segment **segs, unsigned nsegs, size
 					continue;
 				if (node < SEG_MAX_NODES)
 					seg->pages_on_node[node]++;
-				if (tier == 0)
+				if (tier == 0) {
 					*fast_used += seg->page_size;
+					nfast++;
+				} else if (hot) {
+					hot_off += seg->page_size;
+					nhot_off++;
+				}
+			}
+		}
+	}
+	with_fast = *fast_used > high || (hot_off &&
+					  (*fast_used + hot_off > high || hot_off > b->fast_free_bytes));
+	if (grow((void **)&m->cands, &m->cands_cap, nhot_off + (with_fast ? nfast : 0),
+		 sizeof(*m->cands)) < 0)
+		return -ENOMEM;
+	for (unsigned si = 0; si < nsegs; si++) {
+		struct segment *seg = segs[si];
+
+		for (size_t ri = 0; ri < seg->regions.n; ri++) {
+			const struct region *reg = &seg->regions.r[ri];
+			bool hot = reg->score >= b->hot_threshold;
+
+			if (!hot && !with_fast)
+				continue;
+			for (uint64_t p = reg->start; p < reg->end; p++) {
+				int tier = node_tier(m, seg->pages[p].node);
+
+				if (tier < 0 || (tier == 0 && !with_fast) || (tier > 0 && !hot))
+					continue;
 				m->cands[n++] = (struct migrate_candidate){
 					.seg_index = si, .page_bytes = (uint32_t)seg->page_size,
 					.page = p, .score = reg->score, .tier = (int8_t)tier };
@@ -157,6 +231,16 @@ static int gather(struct manager *m, struct segment **segs, unsigned nsegs, size
 /* Time one pass may spend moving pages. The loop serves no fault meanwhile: well under the
  * clients' hang timeout (2 s), and short enough that a fault waits at most this long. */
 #define PASS_BUDGET_USEC 50000u
+/* A batch's zap ranges per segment: each is a range in every ZAP and, with per-window
+ * registration, a registration (a VMA split) in every client while the batch is out. */
+#define BATCH_MAX_RUNS 512u
+/* How long a batch waits for the clients' zaps before it moves whatever they zapped. Faults on
+ * its pages wait this long at most, plus the move: far below the clients' hang timeout. */
+#define BATCH_WAIT_USEC 200000u
+/* Passes skipped at most after passes that moved nothing (x migrate_every epochs). */
+#define MAX_BACKOFF_PASSES 16u
+/* Until a move has been timed: what a batch may hold. */
+#define BATCH_FIRST_BYTES (8ull << 20)
 
 /* Moves the plan's pages of each segment to `node`, until the pass's deadline. */
 static void execute(struct manager *m, struct segment **segs, unsigned nsegs,
@@ -176,7 +260,8 @@ static void execute(struct manager *m, struct segment **segs, unsigned nsegs,
 			continue;
 		if (now_usec() > deadline)
 			return;
-		r = migrate_pages_to(segs[si], m->pagebuf, k, node, &m->move_all, deadline, &m->mstats);
+		r = migrate_pages_to(segs[si], m->pagebuf, k, node, MIGRATE_MAPPED, &m->move_all,
+				     deadline, &m->mstats);
 		if (r < 0) {
 			log_ratelimited(LOG_WARNING, (int)r, "seg %u: move_pages to node %d: %m",
 					segs[si]->id, node);
@@ -187,35 +272,272 @@ static void execute(struct manager *m, struct segment **segs, unsigned nsegs,
 	}
 }
 
+static int by_page(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* What one batch may move in a pass's time budget, from the throughput measured so far: more
+ * would only zap pages that then wait for nothing. At least a swap of the largest pages (one
+ * promoted, one demoted to make its room): below that a full fast tier could never change. */
+static uint64_t batch_cap_bytes(const struct manager *m, struct segment **segs, unsigned nsegs)
+{
+	uint64_t floor = 0;
+	double cap;
+
+	for (unsigned i = 0; i < nsegs; i++)
+		floor = 2 * segs[i]->page_size > floor ? 2 * segs[i]->page_size : floor;
+	if (m->mstats.move_usec < 20000 || !m->mstats.bytes_moved)
+		cap = BATCH_FIRST_BYTES;
+	else
+		cap = (double)m->mstats.bytes_moved / (double)m->mstats.move_usec * PASS_BUDGET_USEC;
+	return cap < (double)floor ? floor : (uint64_t)cap;
+}
+
+static void batch_clear(struct manager *m, struct segment *seg)
+{
+	struct seg_batch *b = &seg->batch;
+
+	for (size_t i = 0; i < b->n; i++)
+		seg->pages[b->pages[i]].flags &= (uint16_t)~PS_MOVING;
+	free(b->pages);
+	free(b->runs);
+	*b = (struct seg_batch){ 0 };
+	m->batches_active--;
+}
+
+void manager_batch_drop(struct manager *m, struct segment *seg)
+{
+	if (seg->batch.active)
+		batch_clear(m, seg);
+}
+
+/*
+ * Takes segment si's pages of the plan into its batch: demotions first, then promotions, at most
+ * BATCH_MAX_RUNS runs (the pages at the highest offsets wait for a later pass). Returns pages
+ * taken.
+ */
+static size_t batch_build(struct segment *seg, unsigned si, const struct migrate_plan *plan,
+			  bool demote)
+{
+	struct seg_batch *b = &seg->batch;
+	size_t n = 0, nd = 0, k = 0, cut;
+	uint64_t *sorted, limit = UINT64_MAX;
+
+	for (size_t i = 0; demote && i < plan->ndemote; i++)
+		nd += plan->demote[i].seg_index == si;
+	for (size_t i = 0; i < plan->npromote; i++)
+		n += plan->promote[i].seg_index == si;
+	n += nd;
+	if (!n)
+		return 0;
+	b->pages = malloc(n * sizeof(*b->pages));
+	sorted = malloc(n * sizeof(*sorted));
+	b->runs = malloc(BATCH_MAX_RUNS * sizeof(*b->runs));
+	if (!b->pages || !sorted || !b->runs) {
+		free(sorted);
+		free(b->pages);
+		free(b->runs);
+		*b = (struct seg_batch){ 0 };
+		return 0;
+	}
+	for (size_t i = 0; demote && i < plan->ndemote; i++)
+		if (plan->demote[i].seg_index == si)
+			b->pages[k++] = plan->demote[i].page;
+	for (size_t i = 0; i < plan->npromote; i++)
+		if (plan->promote[i].seg_index == si)
+			b->pages[k++] = plan->promote[i].page;
+	memcpy(sorted, b->pages, n * sizeof(*sorted));
+	qsort(sorted, n, sizeof(*sorted), by_page);
+	for (size_t i = 0; i < n; i++) {
+		struct page_run *r = &b->runs[b->nruns - 1];
+
+		if (b->nruns && sorted[i] == r->start + r->n) {
+			r->n++;
+			continue;
+		}
+		if (b->nruns == BATCH_MAX_RUNS) {
+			limit = sorted[i];
+			break;
+		}
+		b->runs[b->nruns++] = (struct page_run){ .start = sorted[i], .n = 1 };
+	}
+	free(sorted);
+	/* Keep the order (demotions, then hottest first), without the pages past the cut. */
+	for (size_t i = cut = 0; i < n; i++) {
+		if (b->pages[i] >= limit)
+			continue;
+		b->ndemote += i < nd;
+		b->pages[cut++] = b->pages[i];
+		seg->pages[b->pages[i]].flags |= PS_MOVING;
+	}
+	b->n = cut;
+	return cut;
+}
+
+/* Moves a batch whose pages the clients zapped, then lets their faults onto the moved pages. */
+static void batch_finish(struct manager *m, struct segment *seg, uint64_t deadline)
+{
+	struct seg_batch *b = &seg->batch;
+	uint64_t up = 0, down = 0;
+	long r;
+
+	if (b->ndemote && m->batch_slow >= 0 && now_usec() < deadline) {
+		r = migrate_pages_to(seg, b->pages, b->ndemote, m->batch_slow, MIGRATE_ZAPPED,
+				     &m->move_all, deadline, &m->mstats);
+		if (r < 0)
+			log_ratelimited(LOG_WARNING, (int)r, "seg %u: move_pages to node %d: %m", seg->id,
+					m->batch_slow);
+		else
+			down = (uint64_t)r;
+	}
+	if (b->n > b->ndemote && now_usec() < deadline) {
+		r = migrate_pages_to(seg, b->pages + b->ndemote, b->n - b->ndemote, m->batch_fast,
+				     MIGRATE_ZAPPED, &m->move_all, deadline, &m->mstats);
+		if (r < 0)
+			log_ratelimited(LOG_WARNING, (int)r, "seg %u: move_pages to node %d: %m", seg->id,
+					m->batch_fast);
+		else
+			up = (uint64_t)r;
+	}
+	m->mstats.promoted += up;
+	m->mstats.demoted += down;
+	m->pass_moved += up + down;
+	m->tokens_bytes -= (up + down) * seg->page_size < m->tokens_bytes ? (up + down) * seg->page_size
+									      : m->tokens_bytes;
+	if (up || down)
+		log_debug("seg %u: batch of %zu pages in %zu runs: promoted %" PRIu64 " to node %d, "
+			  "demoted %" PRIu64 " to node %d", seg->id, b->n, b->nruns, up, m->batch_fast,
+			  down, m->batch_slow);
+	else
+		log_ratelimited(LOG_WARNING, 0,
+				"seg %u: none of %zu planned moves succeeded (not moved so far: nomem %" PRIu64
+				", busy %" PRIu64 ", mapped %" PRIu64 ", other %" PRIu64 ")",
+				seg->id, b->n, m->mstats.err_nomem, m->mstats.err_busy,
+				m->mstats.err_access, m->mstats.err_other + m->mstats.err_fault);
+	/* Walk a saved next: a client that died meanwhile is dropped here (and, were it the
+	 * last, the batch with it). */
+	for (struct attachment *a = seg->attachments, *next; a; a = next) {
+		next = a->seg_next;
+		attachment_batch_release(m, a);
+	}
+	manager_batch_drop(m, seg);
+}
+
+void manager_batches_poll(struct manager *m)
+{
+	uint64_t now, deadline;
+
+	if (!m->batches_active)
+		return;
+	now = now_usec();
+	deadline = now + PASS_BUDGET_USEC; /* all batches finishing now share one budget */
+	for (struct segment *seg = m->segments, *next; seg; seg = next) {
+		bool waiting = false;
+
+		next = seg->next;
+		if (!seg->batch.active)
+			continue;
+		for (struct attachment *a = seg->attachments; a && !waiting; a = a->seg_next)
+			waiting = !a->dead && a->batch_waiting;
+		if (waiting && now < seg->batch.deadline_usec)
+			continue;
+		if (waiting)
+			m->stats.batch_timeouts++;
+		batch_finish(m, seg, deadline);
+	}
+}
+
+/* Zap-then-move: each segment's share of the plan becomes a batch, and its clients are asked to
+ * zap those pages. The move happens in manager_batches_poll() once they all have. */
+static void batches_start(struct manager *m, struct segment **segs, unsigned nsegs,
+			  const struct migrate_plan *plan, int fast, int slow)
+{
+	m->batch_fast = fast;
+	m->batch_slow = slow;
+	for (unsigned si = 0; si < nsegs; si++) {
+		struct segment *seg = segs[si];
+
+		if (!batch_build(seg, si, plan, slow >= 0))
+			continue;
+		m->pass_planned += seg->batch.n;
+		seg->batch.active = true;
+		seg->batch.deadline_usec = now_usec() + BATCH_WAIT_USEC;
+		m->batches_active++;
+		m->stats.batches++;
+		for (struct attachment *a = seg->attachments, *next; a; a = next) {
+			next = a->seg_next;
+			attachment_batch_zap(m, a);
+		}
+	}
+}
+
+static void pass(struct manager *m, struct segment **segs, unsigned nsegs);
+
 void manager_placement(struct manager *m)
 {
 	struct segment *segs[1024];
+	uint64_t now, bucket, max_page = 0;
+	unsigned nsegs = 0;
+
+	if (!m->cfg.migrate || m->topo.ntiers < 2 || m->cfg.migrate_every_epochs == 0 ||
+	    m->epoch % m->cfg.migrate_every_epochs || m->batches_active)
+		return;
+	if (m->pass_planned) {
+		/* The last pass planned moves: back off if none of them succeeded. */
+		if (m->pass_moved)
+			m->backoff_passes = 0;
+		else
+			m->backoff_passes = m->backoff_passes ? m->backoff_passes * 2 : 1;
+		if (m->backoff_passes > MAX_BACKOFF_PASSES)
+			m->backoff_passes = MAX_BACKOFF_PASSES;
+		m->skip_passes = m->backoff_passes;
+		m->pass_planned = m->pass_moved = 0;
+	}
+	if (m->skip_passes) {
+		m->skip_passes--;
+		return;
+	}
+	if (refresh_topology(m) < 0 || m->topo.ntiers < 2)
+		return;
+
+	for (struct segment *s = m->segments; s && nsegs < 1024; s = s->next)
+		if (s->nattach) {
+			segs[nsegs++] = s;
+			max_page = s->page_size > max_page ? s->page_size : max_page;
+		}
+	if (!nsegs)
+		return;
+
+	/* Token bucket: rate_limit_mbps, one second's worth saved up at most, but never less than
+	 * a swap of the largest pages: a low limit slows huge pages down, it must not stop them. */
+	now = now_usec();
+	m->tokens_bytes += (now - m->tokens_usec) * (uint64_t)m->cfg.rate_limit_mbps; /* MB/s = B/us */
+	m->tokens_usec = now;
+	bucket = (uint64_t)m->cfg.rate_limit_mbps * 1000000u;
+	if (bucket < 2 * max_page)
+		bucket = 2 * max_page;
+	if (m->tokens_bytes > bucket)
+		m->tokens_bytes = bucket;
+	m->mstats.passes++;
+	pass(m, segs, nsegs);
+	m->mstats.pass_usec_last = now_usec() - now;
+	if (m->mstats.pass_usec_last > m->mstats.pass_usec_max)
+		m->mstats.pass_usec_max = m->mstats.pass_usec_last;
+}
+
+/* One pass over the segments with clients: where pages are, the plan, and its moves (or, in zap
+ * mode, its batches' zaps). */
+static void pass(struct manager *m, struct segment **segs, unsigned nsegs)
+{
 	struct migrate_budget b = { .high_wm = m->cfg.high_wm, .low_wm = m->cfg.low_wm,
 				    .hot_threshold = m->cfg.hot_threshold };
 	struct migrate_plan plan;
 	uint64_t now, fast_free, slow_free, up_bytes = 0, up = 0, down_bytes = 0, down = 0;
-	unsigned nsegs = 0;
 	size_t ncand;
 	int fast, slow;
-
-	if (!m->cfg.migrate || m->topo.ntiers < 2 || m->cfg.migrate_every_epochs == 0 ||
-	    m->epoch % m->cfg.migrate_every_epochs)
-		return;
-	if (refresh_topology(m) < 0 || m->topo.ntiers < 2)
-		return;
-
-	/* Token bucket: rate_limit_mbps, at most one second's worth saved up. */
-	now = now_usec();
-	m->tokens_bytes += (now - m->tokens_usec) * (uint64_t)m->cfg.rate_limit_mbps; /* MB/s = B/us */
-	m->tokens_usec = now;
-	if (m->tokens_bytes > (uint64_t)m->cfg.rate_limit_mbps * 1000000u)
-		m->tokens_bytes = (uint64_t)m->cfg.rate_limit_mbps * 1000000u;
-
-	for (struct segment *s = m->segments; s && nsegs < 1024; s = s->next)
-		if (s->nattach)
-			segs[nsegs++] = s;
-	if (!nsegs || gather(m, segs, nsegs, &ncand, &b.fast_used_bytes) < 0)
-		return;
 
 	fast = pick_node(m, 0, &fast_free);
 	slow = pick_node(m, 1, &slow_free);
@@ -231,8 +553,19 @@ void manager_placement(struct manager *m)
 		}
 	}
 	b.fast_free_bytes = fast_free;
+	if (gather(m, segs, nsegs, &b, &ncand, &b.fast_used_bytes) < 0)
+		return;
 	b.max_move_bytes = m->tokens_bytes;
+	if (m->cfg.migrate_how == MIGRATE_ZAPPED) {
+		uint64_t cap = batch_cap_bytes(m, segs, nsegs);
+
+		b.max_move_bytes = cap < b.max_move_bytes ? cap : b.max_move_bytes;
+	}
 	migrate_plan_build(m->cands, ncand, &b, &plan);
+	if (m->cfg.migrate_how == MIGRATE_ZAPPED) {
+		batches_start(m, segs, nsegs, &plan, fast, slow);
+		return;
+	}
 
 	/* Demote first: it makes the room promotions count on. */
 	now = now_usec();
@@ -244,6 +577,8 @@ void manager_placement(struct manager *m)
 			&up_bytes, &up);
 	m->mstats.promoted += up;
 	m->mstats.demoted += down;
+	m->pass_planned += plan.npromote + plan.ndemote;
+	m->pass_moved += up + down;
 	m->tokens_bytes -= up_bytes + down_bytes < m->tokens_bytes ? up_bytes + down_bytes : m->tokens_bytes;
 	if (up || down)
 		log_info("placement: promoted %" PRIu64 " of %zu planned pages to node %d, demoted %" PRIu64

@@ -166,6 +166,8 @@ struct segment *segment_free(struct segment *seg)
 		close(seg->memfd);
 	region_set_fini(&seg->regions);
 	free(seg->windows);
+	free(seg->batch.pages);
+	free(seg->batch.runs);
 	free(seg->pages);
 	free(seg);
 	return NULL;

@@ -18,6 +18,7 @@
 #define PS_HIT (1u << 1)   /* touched while its window was open */
 #define PS_EXISTS (1u << 2) /* known to be in the page cache (a minor fault or CONTINUE saw it) */
 #define PS_ALIASED (1u << 3) /* tierd's alias maps it (migration needs that) */
+#define PS_MOVING (1u << 4) /* in the segment's migration batch: faults on it wait for the move */
 
 /*
  * Per-page state, read by the policy and migration work. The budget is 16 bytes a page; this is
@@ -33,6 +34,25 @@ struct page_state {
 _Static_assert(sizeof(struct page_state) <= 16, "page_state must stay within 16 bytes");
 
 struct attachment;
+
+/* A run of pages [start, start + n). */
+struct page_run {
+	uint64_t start, n;
+};
+
+/*
+ * A migration batch in flight (zap-then-move, docs/migration.md): every attachment is asked to
+ * zap `runs`; once all have (or the deadline passed) the pages move on the alias, and the faults
+ * that came meanwhile are released onto the moved pages.
+ */
+struct seg_batch {
+	uint64_t *pages;       /* demotions [0, ndemote), then promotions [ndemote, n) */
+	size_t n, ndemote;
+	struct page_run *runs; /* the pages, coalesced and sorted */
+	size_t nruns;
+	uint64_t deadline_usec; /* move with whatever was zapped by then */
+	bool active;
+};
 
 /* Per-segment page counts are kept for node ids below this (status and tests). */
 #define SEG_MAX_NODES 16
@@ -52,6 +72,8 @@ struct segment {
 	struct region_window *windows;
 	size_t nwindows, windows_cap;
 
+	struct seg_batch batch;
+
 	struct attachment *attachments; /* list through attachment.seg_next */
 	unsigned nattach;
 
@@ -59,6 +81,7 @@ struct segment {
 	uint64_t first_touch_faults; /* faults on pages tierd had not zapped (new process) */
 	uint64_t windows_closed;
 	uint64_t pages_on_node[SEG_MAX_NODES]; /* as of the last placement pass */
+	uint64_t query_cursor; /* where the next pass goes on learning page nodes */
 	struct segment *next, *grave_next;
 };
 

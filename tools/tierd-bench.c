@@ -1297,8 +1297,9 @@ struct nseg {
 	int fd;
 	uint8_t *base;     /* the application's mapping */
 	uint8_t *observer; /* read-only mapping, never tracked nor zapped (and skipped by the kernel's
-			    * NUMA scanner, which ignores read-only file mappings): placement queries
-			    * through it always find the pages mapped */
+			    * NUMA scanner, which ignores read-only file mappings), populated only
+			    * while a placement query runs: a page it kept mapped would be refused by
+			    * tierd's MPOL_MF_MOVE of zapped pages */
 	uint8_t *mover;    /* optional: the mapping raw move_pages acts on (the role of tierd's alias) */
 	size_t bytes, page_size;
 	uint64_t npages;
@@ -1354,7 +1355,7 @@ static int nseg_create(bool huge, size_t bytes, bool mover, int node, struct nse
 		*(volatile uint64_t *)(s->base + p * s->page_size) = p + 1;
 	(void)set_mempolicy(MPOL_DEFAULT, NULL, 0);
 	s->observer = mmap(NULL, bytes, PROT_READ, MAP_SHARED, s->fd, 0);
-	if (s->observer == MAP_FAILED || madvise(s->observer, bytes, MADV_POPULATE_READ) < 0) {
+	if (s->observer == MAP_FAILED) {
 		fail("observer mapping: %s", strerror(errno));
 		goto fail;
 	}
@@ -1399,7 +1400,8 @@ static double share_on(const struct nseg *s, uint64_t lo, uint64_t hi, int node,
 	int *status = malloc(n * sizeof(int));
 	double r = -1;
 
-	if (addrs && status) {
+	if (addrs && status &&
+	    madvise(s->observer + lo * s->page_size, n * s->page_size, MADV_POPULATE_READ) == 0) {
 		for (size_t i = 0; i < n; i++)
 			addrs[i] = s->observer + (lo + i) * s->page_size;
 		if (move_pages(0, n, addrs, NULL, status, 0) == 0) {
@@ -1410,6 +1412,7 @@ static double share_on(const struct nseg *s, uint64_t lo, uint64_t hi, int node,
 			}
 			r = (double)on / (double)n;
 		}
+		(void)madvise(s->observer + lo * s->page_size, n * s->page_size, MADV_DONTNEED);
 	}
 	free(addrs);
 	free(status);
@@ -1541,6 +1544,8 @@ struct mt_round {
 	int first_error;  /* raw: the first per-page status that was neither the target nor 0 */
 	long long last_ret; /* raw: the last move_pages return value */
 	long long failed; /* tierd: pages it reports as not moved (failed_* counters) */
+	long long fallback; /* tierd: zapped pages it found still mapped and moved with MOVE_ALL */
+	double app_sweeps_s; /* the hot thread's sweeps of the segment per second, while it moved */
 	bool complete;
 };
 
@@ -1556,23 +1561,34 @@ static long long mt_failed(const char *js)
 	return n;
 }
 
-/* One round of tierd's engine: a placed segment is adopted, every page is made hot, and tierd
- * promotes them; its own counters give the bytes and the time inside move_pages. */
-static int mt_tierd_round(const struct daemon *d, bool huge, struct mt_round *out)
+static const char *const mt_args[] = { "--epoch-ms", "25", "--migrate-every", "2",
+				       "--fast-budget-mib", "768", "--rate-limit-mbps", "1000000",
+				       "--reserve-mib", "16", "--migrate-mode", NULL, NULL };
+
+/* One round of tierd's engine, started for it with --migrate-mode `mode`: a placed segment is
+ * adopted, every page is made hot, and tierd promotes them; its own counters give the bytes and
+ * the time inside move_pages. */
+static int mt_tierd_round(struct ctx *c, const char *mode, bool huge, struct mt_round *out)
 {
 	static char js[65536];
+	const char *args[sizeof(mt_args) / sizeof(mt_args[0])];
 	long long b0, u0, c0, f0, p0, b1, u1, c1, f1;
+	struct daemon dm = { 0 }, *d = &dm;
 	struct hot h = { 0 };
-	struct nseg s;
+	struct nseg s = { .fd = -1, .base = MAP_FAILED, .observer = MAP_FAILED, .mover = MAP_FAILED };
 	uint64_t t0, deadline;
 	double share = 0;
 	int r = -1;
 
 	memset(out, 0, sizeof(*out));
+	memcpy(args, mt_args, sizeof(args));
+	args[sizeof(args) / sizeof(args[0]) - 2] = mode;
+	if (daemon_start(c, d, c->cpu_other >= 0 ? c->cpu_app : -1, args) < 0)
+		return -1;
 	if (huge && hp_prepare((long)(MT_SEG_BYTES(huge) / HUGE_PAGE)) < 0)
-		return -1;
+		goto out;
 	if (nseg_create(huge, MT_SEG_BYTES(huge), false, slow_node, &s) < 0)
-		return -1;
+		goto out;
 	if (status_get(d, js, sizeof(js)) < 0)
 		goto out;
 	b0 = status_key(js, "bytes_moved");
@@ -1603,6 +1619,7 @@ static int mt_tierd_round(const struct daemon *d, bool huge, struct mt_round *ou
 	out->e2e_s = (double)(now_ns() - t0) / 1e9;
 	out->complete = share >= 1.0;
 	hot_stop(&h);
+	out->app_sweeps_s = (double)h.sweeps / out->e2e_s;
 	/* The move that finished the segment may still be accounting: let one more pass end. */
 	sleep_ms(MT_POLL_MS);
 	if (status_get(d, js, sizeof(js)) < 0 || segment_check(s.seg) < 0)
@@ -1619,6 +1636,7 @@ static int mt_tierd_round(const struct daemon *d, bool huge, struct mt_round *ou
 	out->usec = (uint64_t)(u1 - u0);
 	out->calls = (uint64_t)(c1 - c0);
 	out->failed = f1 - f0;
+	out->fallback = status_key(js, "move_all_fallback");
 	out->pages_on_fast = (uint64_t)(share_on(&s, 0, s.npages, fast_node, NULL) * (double)s.npages + 0.5);
 	out->mbps = out->usec ? (double)out->bytes / (double)out->usec : 0;
 	r = 0;
@@ -1626,6 +1644,8 @@ out:
 	hot_stop(&h);
 	nseg_close(&s);
 	if (r == 0 && daemon_idle(d) < 0)
+		r = -1;
+	if (daemon_stop(c, d) < 0)
 		r = -1;
 	return r;
 }
@@ -1732,6 +1752,8 @@ static int mt_raw_round(bool huge, bool other_process, bool hot, struct mt_round
 		*out = *shared;
 	}
 	hot_stop(&h);
+	if (hot && out->e2e_s > 0)
+		out->app_sweeps_s = (double)h.sweeps / (out->e2e_s + MT_POLL_MS / 1000.0);
 	out->pages_on_fast = (uint64_t)(share_on(&s, 0, s.npages, fast_node, NULL) * (double)s.npages + 0.5);
 	out->complete = out->pages_on_fast == s.npages;
 	/*
@@ -1756,17 +1778,53 @@ out:
 	return r;
 }
 
-static int mt_kind(struct ctx *c, const struct daemon *d, bool huge)
+static void mt_emit_mode(struct ctx *c, bool huge, const char *metric, const char *unit,
+			 const double *zap, const double *mapped, bool higher_better, const char *what,
+			 const double *app_zap, const double *app_mapped, const long long *fallback)
 {
-	enum { ENGINE, RAW, RAW_SELF, RAW_IDLE, NV };
-	static const char *const names[NV] = { "tierd", "raw", "raw-self", "raw-idle" };
+	double zlo, zhi, mlo, mhi, azlo, azhi, amlo, amhi;
+	long long fb = 0;
+	char note[1024];
+	struct result res = { .bench = "migration_throughput", .metric = metric, .unit = unit,
+			      .n = MT_ROUNDS };
+
+	for (int i = 0; i < MT_ROUNDS; i++)
+		fb += fallback[i];
+	minmax(zap, MT_ROUNDS, &zlo, &zhi);
+	minmax(mapped, MT_ROUNDS, &mlo, &mhi);
+	minmax(app_zap, MT_ROUNDS, &azlo, &azhi);
+	minmax(app_mapped, MT_ROUNDS, &amlo, &amhi);
+	res.value = median3((double *)zap, MT_ROUNDS);
+	res.baseline = median3((double *)mapped, MT_ROUNDS);
+	snprintf(res.spread, sizeof(res.spread),
+		 "medians of %d interleaved rounds; zap %.2f-%.2f, mapped %.2f-%.2f %s", MT_ROUNDS, zlo,
+		 zhi, mlo, mhi, unit);
+	snprintf(note, sizeof(note),
+		 "tierd --migrate-mode zap (the clients zap the batch's pages, MPOL_MF_MOVE on tierd's "
+		 "alias, held faults released onto the moved pages) vs --migrate-mode mapped "
+		 "(MPOL_MF_MOVE_ALL on pages the application maps), same %" PRIu64 " MiB %s segment, "
+		 "every page hot; %s (%s is better); the hot thread's sweeps of the segment per second "
+		 "while pages moved: zap median %.1f (%.1f-%.1f), mapped %.1f (%.1f-%.1f); pages the zap "
+		 "mode still found mapped and moved with MOVE_ALL: %lld in all rounds",
+		 (uint64_t)(MT_SEG_BYTES(huge) / MIB), huge ? "2 MiB hugetlb" : "4 KiB shmem", what,
+		 higher_better ? "higher" : "lower", median3((double *)app_zap, MT_ROUNDS), azlo, azhi,
+		 median3((double *)app_mapped, MT_ROUNDS), amlo, amhi, fb);
+	res.note = note;
+	emit(c, &res);
+}
+
+static int mt_kind(struct ctx *c, bool huge)
+{
+	enum { ENGINE, MAPPED, RAW, RAW_SELF, RAW_IDLE, NV };
+	static const char *const names[NV] = { "tierd", "tierd-mapped", "raw", "raw-self", "raw-idle" };
 	struct mt_round rounds[NV][MT_ROUNDS];
-	double v[NV][MT_ROUNDS], te[MT_ROUNDS], lo[NV], hi[NV], elo, ehi;
+	double v[NV][MT_ROUNDS], te[NV][MT_ROUNDS], app[NV][MT_ROUNDS], lo[NV], hi[NV], elo, ehi;
+	long long fb[NV][MT_ROUNDS];
 	uint64_t calls[NV] = { 0 }, counted = 0, on_fast = 0;
 	int unwritten = 0;
 	long long failed = 0;
 	int incomplete = 0;
-	char note[3072];
+	char note[3072], metric[64];
 	struct result res = { .bench = "migration_throughput", .metric = huge ? "mbps_2m" : "mbps_4k",
 			      .unit = "MB/s", .n = MT_ROUNDS, .target_ratio = MT_TARGET_RATIO,
 			      .target_min = true };
@@ -1778,72 +1836,81 @@ static int mt_kind(struct ctx *c, const struct daemon *d, bool huge)
 			int which = (i + k) % NV, r;
 			struct mt_round *o = &rounds[which][i];
 
-			r = which == ENGINE ? mt_tierd_round(d, huge, o)
-					    : mt_raw_round(huge, which != RAW_SELF, which != RAW_IDLE, o);
+			r = which == ENGINE   ? mt_tierd_round(c, "zap", huge, o)
+			    : which == MAPPED ? mt_tierd_round(c, "mapped", huge, o)
+					      : mt_raw_round(huge, which != RAW_SELF, which != RAW_IDLE, o);
 			if (r < 0)
 				return -1;
-			fprintf(stderr, "  migration_throughput %s round %d %-8s %8.1f MB/s  %" PRIu64
+			fprintf(stderr, "  migration_throughput %s round %d %-12s %8.1f MB/s  %" PRIu64
 					" MiB in %" PRIu64 " ms inside %" PRIu64 " move_pages calls; %.2f s end "
-					"to end",
+					"to end; app %.1f sweeps/s",
 				huge ? "2M" : "4K", i + 1, names[which], o->mbps, o->bytes / MIB,
-				o->usec / 1000, o->calls, o->e2e_s);
+				o->usec / 1000, o->calls, o->e2e_s, o->app_sweeps_s);
+			if (which == ENGINE)
+				fprintf(stderr, "; %lld pages still mapped (MOVE_ALL)", o->fallback);
 			if (!o->complete)
 				fprintf(stderr, " (INCOMPLETE: %" PRIu64 " pages on node %d)",
 					o->pages_on_fast, fast_node);
-			if (which && o->status_bytes != o->bytes)
+			if (which >= RAW && o->status_bytes != o->bytes)
 				fprintf(stderr, " (statuses say %" PRIu64 " MiB: move_pages last returned "
 						"%lld, first page status %d)",
 					o->status_bytes / MIB, o->last_ret, o->first_error);
 			fputc('\n', stderr);
 			v[which][i] = o->mbps;
+			te[which][i] = o->e2e_s;
+			app[which][i] = o->app_sweeps_s;
+			fb[which][i] = o->fallback;
 			calls[which] += o->calls;
-			unwritten += which && o->status_bytes != o->bytes;
+			unwritten += which >= RAW && o->status_bytes != o->bytes;
 		}
-		te[i] = rounds[ENGINE][i].e2e_s;
 		counted += rounds[ENGINE][i].bytes / (huge ? HUGE_PAGE : PAGE);
 		on_fast += rounds[ENGINE][i].pages_on_fast;
 		failed += rounds[ENGINE][i].failed;
-		incomplete += !rounds[ENGINE][i].complete;
+		incomplete += !rounds[ENGINE][i].complete + !rounds[MAPPED][i].complete;
 	}
 	for (int k = 0; k < NV; k++)
 		minmax(v[k], MT_ROUNDS, &lo[k], &hi[k]);
-	minmax(te, MT_ROUNDS, &elo, &ehi);
+	minmax(te[ENGINE], MT_ROUNDS, &elo, &ehi);
 	res.value = median3(v[ENGINE], MT_ROUNDS);
 	res.baseline = median3(v[RAW], MT_ROUNDS);
 	snprintf(res.spread, sizeof(res.spread),
-		 "medians of %d interleaved rounds; tierd %.1f-%.1f MB/s, raw %.1f-%.1f MB/s; raw from "
-		 "the application's own process: median %.1f (%.1f-%.1f); raw with no thread touching "
-		 "the pages: median %.1f (%.1f-%.1f)",
-		 MT_ROUNDS, lo[ENGINE], hi[ENGINE], lo[RAW], hi[RAW], median3(v[RAW_SELF], MT_ROUNDS),
-		 lo[RAW_SELF], hi[RAW_SELF], median3(v[RAW_IDLE], MT_ROUNDS), lo[RAW_IDLE],
-		 hi[RAW_IDLE]);
+		 "medians of %d interleaved rounds; tierd %.1f-%.1f MB/s, raw %.1f-%.1f MB/s; tierd "
+		 "--migrate-mode mapped %.1f (%.1f-%.1f); raw from the application's own process: "
+		 "median %.1f (%.1f-%.1f); raw with no thread touching the pages: median %.1f "
+		 "(%.1f-%.1f)",
+		 MT_ROUNDS, lo[ENGINE], hi[ENGINE], lo[RAW], hi[RAW], median3(v[MAPPED], MT_ROUNDS),
+		 lo[MAPPED], hi[MAPPED], median3(v[RAW_SELF], MT_ROUNDS), lo[RAW_SELF], hi[RAW_SELF],
+		 median3(v[RAW_IDLE], MT_ROUNDS), lo[RAW_IDLE], hi[RAW_IDLE]);
 	snprintf(note, sizeof(note),
 		 "%" PRIu64 " MiB %s segment on node %d -> node %d, every page hot (a thread reading "
-		 "them all); tierd: bytes_moved/move_usec of its status; raw: move_pages(MPOL_MF_MOVE_ALL),"
-		 " %d pages per call, from a second process through its own mapping (tierd's layout), "
-		 "same application mapping, observer and hot thread; tierd end to end (hot thread start "
-		 "to all pages on node %d) median %.2f s (%.2f-%.2f)%s; move_pages calls per round: "
-		 "tierd %.1f, raw %.1f; tierd counted %" PRIu64 " of the %" PRIu64 " pages moved, "
-		 "reported %lld not moved; tierd's slowest answer to a status query %.1f s (its loop "
-		 "serves nothing while it moves); raw bytes from the pages' nodes afterwards (%d raw "
-		 "rounds had move_pages statuses left unwritten)%s",
+		 "them all); tierd (default --migrate-mode zap): bytes_moved/move_usec of its status; "
+		 "raw: move_pages(MPOL_MF_MOVE_ALL), %d pages per call, from a second process through "
+		 "its own mapping (tierd's layout), same application mapping, observer and hot thread; "
+		 "tierd end to end (hot thread start to all pages on node %d) median %.2f s "
+		 "(%.2f-%.2f)%s; move_pages calls per round: tierd %.1f, raw %.1f; tierd counted %" PRIu64
+		 " of the %" PRIu64 " pages moved, reported %lld not moved; tierd's slowest answer to a "
+		 "status query %.1f s; raw bytes from the pages' nodes afterwards (%d raw rounds had "
+		 "move_pages statuses left unwritten)%s",
 		 (uint64_t)(MT_SEG_BYTES(huge) / MIB), huge ? "2 MiB hugetlb" : "4 KiB shmem", slow_node,
-		 fast_node, MT_BATCH_PAGES, fast_node, median3(te, MT_ROUNDS), elo, ehi,
+		 fast_node, MT_BATCH_PAGES, fast_node, median3(te[ENGINE], MT_ROUNDS), elo, ehi,
 		 incomplete ? ", SOME ROUNDS INCOMPLETE" : "", (double)calls[ENGINE] / MT_ROUNDS,
 		 (double)calls[RAW] / MT_ROUNDS, counted, on_fast, failed, status_max_wait_s, unwritten,
 		 huge ? "; both nodes' pools hold the segment's size in free huge pages before each round "
 			"(the moves take the target's pool pages)" : "");
 	res.note = note;
 	emit(c, &res);
+	snprintf(metric, sizeof(metric), "zap_vs_mapped_mbps_%s", huge ? "2m" : "4k");
+	mt_emit_mode(c, huge, metric, "MB/s", v[ENGINE], v[MAPPED], true,
+		     "bytes moved per second inside move_pages", app[ENGINE], app[MAPPED], fb[ENGINE]);
+	snprintf(metric, sizeof(metric), "zap_vs_mapped_e2e_%s", huge ? "2m" : "4k");
+	mt_emit_mode(c, huge, metric, "s", te[ENGINE], te[MAPPED], false,
+		     "seconds from the hot thread's start until every page is on the fast node "
+		     "(sampling, passes, zaps and moves)", app[ENGINE], app[MAPPED], fb[ENGINE]);
 	return 0;
 }
 
 static int bench_migration_throughput(struct ctx *c)
 {
-	static const char *const args[] = { "--epoch-ms", "25", "--migrate-every", "2",
-					    "--fast-budget-mib", "768", "--rate-limit-mbps", "1000000",
-					    "--reserve-mib", "16", NULL };
-	struct daemon d = { 0 };
 	int r;
 
 	if (numa_skip())
@@ -1854,13 +1921,9 @@ static int bench_migration_throughput(struct ctx *c)
 	mt_cpu_hot = c->cpu_other;
 	if (c->cpu_other >= 0 && pin(0, c->cpu_app) < 0)
 		return -1;
-	if (daemon_start(c, &d, c->cpu_other >= 0 ? c->cpu_app : -1, args) < 0)
-		return -1;
-	r = mt_kind(c, &d, false);
+	r = mt_kind(c, false);
 	if (r == 0)
-		r = mt_kind(c, &d, true);
-	if (daemon_stop(c, &d) < 0)
-		r = -1;
+		r = mt_kind(c, true);
 	hp_restore();
 	return r;
 }
@@ -2168,7 +2231,7 @@ static const struct {
 	{ "page_state", bench_page_state, 0 },
 	{ "daemon_cpu", bench_daemon_cpu, 0 },
 	/* Under emulation (the QEMU guest) these take minutes. */
-	{ "migration_throughput", bench_migration_throughput, 420 },
+	{ "migration_throughput", bench_migration_throughput, 720 },
 	{ "placement", bench_placement, 420 },
 };
 #define NBENCH (sizeof(benches) / sizeof(benches[0]))

@@ -55,7 +55,8 @@ static void fake_two_nodes(const char *root)
 	put(root, "devices/system/node/node1/distance", "20 10\n");
 }
 
-static void test_refusing_node(void **state)
+/* Every move fails; the clients must never notice. `mode` is tierd's --migrate-mode. */
+static void refusing_node(const char *mode)
 {
 	char root[256], sock[256], out[256], text[4096], js[16384];
 	char *argv[] = { (char *)harness_bin("tests/helpers/tier-client"), "--socket", sock, "--kind",
@@ -63,7 +64,6 @@ static void test_refusing_node(void **state)
 			 "3000", NULL };
 	pid_t d, c;
 
-	(void)state;
 	snprintf(root, sizeof(root), "%s/sysfs", harness_dir());
 	snprintf(sock, sizeof(sock), "%s/refuse.sock", harness_dir());
 	snprintf(out, sizeof(out), "%s/refuse.out", harness_dir());
@@ -71,7 +71,7 @@ static void test_refusing_node(void **state)
 	/* A 1 MiB budget: everything tierd tracks is over it, so it keeps trying to demote to a
 	 * node 1 that move_pages(2) refuses. */
 	d = daemon_start(sock, "--sysfs-root", root, "--epoch-ms", "50", "--migrate-every", "2",
-			 "--fast-budget-mib", "1", "--reserve-mib", "0", NULL);
+			 "--fast-budget-mib", "1", "--reserve-mib", "0", "--migrate-mode", mode, NULL);
 	assert_true(d > 0);
 	c = spawn_out(argv, out, NULL);
 	assert_int_equal(wait_exit(c, 30000), 0);
@@ -84,7 +84,27 @@ static void test_refusing_node(void **state)
 	assert_int_equal(json_int(js, NULL, "tiers"), 2);
 	assert_int_equal(json_int(js, "\"migration\"", "demoted"), 0);
 	assert_int_equal(json_int(js, "\"migration\"", "promoted"), 0);
+	if (strcmp(mode, "zap") == 0) {
+		/* The zap-then-move path ran: batches zapped the clients' pages (faults on them
+		 * were held), moved nothing and let every fault go. */
+		assert_true(json_int(js, "\"migration\"", "batches") > 0);
+		print_message("batches %lld, faults held %lld\n",
+			      json_int(js, "\"migration\"", "batches"),
+			      json_int(js, "\"migration\"", "faults_held"));
+	}
 	daemon_stop(d);
+}
+
+static void test_refusing_node_zap(void **state)
+{
+	(void)state;
+	refusing_node("zap");
+}
+
+static void test_refusing_node_mapped(void **state)
+{
+	(void)state;
+	refusing_node("mapped");
 }
 
 static void test_one_node_track_only(void **state)
@@ -115,7 +135,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_one_node_track_only),
-		cmocka_unit_test(test_refusing_node),
+		cmocka_unit_test(test_refusing_node_zap),
+		cmocka_unit_test(test_refusing_node_mapped),
 	};
 
 	if (geteuid() != 0) {
