@@ -103,7 +103,7 @@ $(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBT
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread
 
 # Tests for a machine with several NUMA nodes (run in the QEMU guest by make check-vm).
-$(BUILD)/tests/vm/%: $(call obj,tests/vm/%.c tests/lib/harness.c) $(LIBTIER_A)
+$(BUILD)/tests/vm/%: $(call obj,tests/vm/%.c tests/vm/vmlib.c tests/lib/harness.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread -lnuma
@@ -124,10 +124,13 @@ check-kernel: all $(KERNEL_TESTS) $(TEST_HELPERS)
 
 # Multi-node tests in a QEMU guest (tests/vm/run-vm.sh; this host has one NUMA node). The guest
 # kernel is fetched once into build/vm-cache/. GUEST_TESTS="..." picks the binaries to run.
-# Both topologies run even when the first fails.
+# Two guests: two nodes, and three whose node 2 is a hot-plugged DIMM (all of it can go offline)
+# nearer than node 1, so the node that goes away in test_node_offline is tierd's demotion target.
+# Both run even when the first fails.
+VM_TOPOLOGIES := "--nodes 2" "--nodes 3 --distances 30,20,20 --hotplug-last"
 check-vm: all $(VM_TESTS) $(KERNEL_TESTS) $(TEST_HELPERS)
-	$(Q)rc=0; for n in 2 3; do \
-		BUILD=$(BUILD) tests/vm/run-vm.sh --nodes $$n --timeout 1200 -- tests/vm/guest-check.sh \
+	$(Q)rc=0; for topo in $(VM_TOPOLOGIES); do \
+		BUILD=$(BUILD) tests/vm/run-vm.sh $$topo --timeout 1200 -- tests/vm/guest-check.sh \
 			|| rc=1; \
 	done; exit $$rc
 

@@ -26,6 +26,7 @@ int manager_tiers_init(struct manager *m)
 		memset(&m->topo, 0, sizeof(m->topo));
 		m->topo.nnodes = 1;
 		m->topo.ntiers = 1;
+		m->no_topology = true; /* nothing to re-read either */
 		return 0;
 	}
 	if (tiers_describe(&m->topo, desc, sizeof(desc)) > 0) {
@@ -482,8 +483,11 @@ void manager_placement(struct manager *m)
 	uint64_t now, bucket, max_page = 0;
 	unsigned nsegs = 0;
 
-	if (!m->cfg.migrate || m->topo.ntiers < 2 || m->cfg.migrate_every_epochs == 0 ||
+	if (!m->cfg.migrate || m->no_topology || m->cfg.migrate_every_epochs == 0 ||
 	    m->epoch % m->cfg.migrate_every_epochs || m->batches_active)
+		return;
+	/* Re-read even with one tier: a node that comes (back) must be seen. */
+	if (refresh_topology(m) < 0 || m->topo.ntiers < 2)
 		return;
 	if (m->pass_planned) {
 		/* The last pass planned moves: back off if none of them succeeded. */
@@ -500,8 +504,6 @@ void manager_placement(struct manager *m)
 		m->skip_passes--;
 		return;
 	}
-	if (refresh_topology(m) < 0 || m->topo.ntiers < 2)
-		return;
 
 	for (struct segment *s = m->segments; s && nsegs < 1024; s = s->next)
 		if (s->nattach) {

@@ -503,6 +503,9 @@ out:
 int tiers_refresh(const char *sysfs_root, struct tier_topology *topo)
 {
 	struct tier_node fresh[TIERS_MAX_NODES];
+	char buf[FILE_BUF_BYTES];
+	int ids[TIERS_MAX_NODES];
+	unsigned n, seen = 0;
 	int r;
 
 	for (unsigned a = 0; a < topo->nnodes; a++) {
@@ -510,7 +513,40 @@ int tiers_refresh(const char *sysfs_root, struct tier_topology *topo)
 		r = read_node_mem(sysfs_root, &fresh[a]);
 		if (r < 0)
 			return r;
+		/* Every memory block of the node went offline: the node stays online (its files
+		 * stay) but has nothing left to place pages on, and move_pages() to it fails. */
+		if (fresh[a].total_bytes == 0)
+			return -ESTALE;
 	}
+	/* Offlining a node's memory does not take the node offline, and onlining memory of an
+	 * online memoryless node (hot-add into it, or onlining the blocks again) does not change
+	 * the online list either: a known node must still be online, and an online node not in
+	 * the topology must still have no memory. */
+	r = read_text(sysfs_root, buf, sizeof(buf), NODE_DIR "/online");
+	if (r < 0)
+		return r;
+	r = parse_list(buf, ids, TIERS_MAX_NODES, &n);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t total, free_bytes;
+
+		if (tiers_node(topo, ids[i])) {
+			seen++;
+			continue;
+		}
+		r = read_text(sysfs_root, buf, sizeof(buf), NODE_DIR "/node%d/meminfo", ids[i]);
+		if (r == -ENOENT)
+			return -ESTALE; /* just came online, files not there yet */
+		if (r >= 0)
+			r = parse_meminfo(buf, ids[i], &total, &free_bytes);
+		if (r < 0)
+			return r;
+		if (total)
+			return -ESTALE;
+	}
+	if (seen != topo->nnodes)
+		return -ESTALE; /* a known node went offline */
 	memcpy(topo->nodes, fresh, topo->nnodes * sizeof(fresh[0]));
 	return 0;
 }

@@ -65,8 +65,14 @@ int tiers_discover(const char *sysfs_root, struct tier_topology *topo);
 
 /*
  * Re-reads MemTotal, MemFree and the huge page counts of the nodes already in `topo` (cheap,
- * every few epochs). All or nothing: on error `topo` is unchanged. Returns 0, -ENOENT when a
- * node's files are gone (re-discover), -EINVAL/-EFBIG on an unparsable file, or another errno.
+ * every few epochs), and checks that the set of memory nodes is still the one `topo` holds.
+ * All or nothing: on error `topo` is unchanged. Returns 0, or (the caller then discovers again):
+ *   -ESTALE  the memory nodes changed: a known node's MemTotal fell to 0 (all its memory blocks
+ *            offline: the node stays online with its files, but holds nothing and takes no
+ *            pages), a known node is no longer online, or an online node not in `topo` now has
+ *            memory (blocks onlined again, hot-add) or no files yet;
+ *   -ENOENT  a known node's files are gone;
+ *   -EINVAL/-EFBIG on an unparsable file, or another errno.
  */
 int tiers_refresh(const char *sysfs_root, struct tier_topology *topo);
 

@@ -29,7 +29,9 @@ free_huge=$(cat "$pool/free_hugepages")
 
 echo "== tierd demo: tracking shared memory with userfaultfd minor faults"
 echo "   kernel $(uname -r); $("$BUILD"/tierd --check-system | grep -c ': yes') of 2 segment kinds trackable"
-"$BUILD"/tierd --socket "$dir/tierd.sock" --epoch-ms 50 >"$dir/tierd.log" 2>&1 &
+# TIERD_ARGS: extra options for tierd (e.g. -v, --migrate-mode mapped).
+# shellcheck disable=SC2086
+"$BUILD"/tierd --socket "$dir/tierd.sock" --epoch-ms 50 ${TIERD_ARGS:-} >"$dir/tierd.log" 2>&1 &
 tierd_pid=$!
 for _ in $(seq 100); do [ -S "$dir/tierd.sock" ] && break; sleep 0.05; done
 echo "   tierd pid $tierd_pid on $dir/tierd.sock (log: tierd.log)"
@@ -40,4 +42,4 @@ echo "== tierd's counters after the demo detached (tierctl status):"
 "$BUILD"/tierctl --socket "$dir/tierd.sock" status | sed 's/^/   /'
 echo
 echo "== tierd's log"
-sed 's/^/   /' "$dir/tierd.log" | head -20
+sed 's/^/   /' "$dir/tierd.log" | head -"${DEMO_LOG_LINES:-20}"

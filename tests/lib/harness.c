@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -258,7 +259,7 @@ pid_t spawn_out(char *const argv[], const char *out_path, const char *env)
 	static const char msg[] = "spawn: exec failed\n";
 	size_t n = 0;
 	char **envp;
-	pid_t pid;
+	pid_t pid, parent;
 
 	/* Everything the child needs is built before the fork: it runs only async-signal-safe calls
 	 * (open, dup2, execve, _exit), because _Fork() skips the atfork handlers — so libtier
@@ -272,9 +273,15 @@ pid_t spawn_out(char *const argv[], const char *out_path, const char *env)
 	memcpy(envp, environ, n * sizeof(char *));
 	if (env)
 		envp[n++] = (char *)env;
+	parent = getpid();
 	pid = _Fork();
 	if (pid == 0) {
 		int fd = out_path ? open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
+
+		/* A test killed outright (OOM, timeout) must not leave its tierd or clients behind:
+		 * they would keep tests/run.sh's output pipe open and hang the run. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(127);
 
 		if (fd >= 0) {
 			dup2(fd, 1);

@@ -494,6 +494,80 @@ static void test_refresh(void **state)
 	assert_memory_equal(&t, &saved, sizeof(t));
 }
 
+/*
+ * Memory offlined and onlined again under a node that stays online (what a memory hot-remove
+ * from inside a guest looks like): the node's files stay, only MemTotal changes, and the online
+ * list does not. Refresh must report the change so the caller discovers again.
+ */
+static void test_refresh_memory_offline(void **state)
+{
+	struct fixture *fx = *state;
+	struct tier_topology t, saved;
+
+	put_online(fx, "0-2\n");
+	put_node(fx, 0, "0-1", 1024, 1000, "10 20 30");
+	put_node(fx, 1, "", 1024, 1024, "20 10 20");
+	put_node(fx, 2, "", 1024, 1024, "30 20 10");
+	assert_int_equal(tiers_discover(fx->root, &t), 0);
+	assert_int_equal(t.ntiers, 3);
+
+	/* Part of node 1's blocks offline: still a node to place pages on. */
+	put_node(fx, 1, "", 512, 500, "20 10 20");
+	assert_int_equal(tiers_refresh(fx->root, &t), 0);
+	assert_int_equal(tiers_node(&t, 1)->total_bytes, 512 * MiB);
+
+	/* All of them: the node has nothing left, it must not stay a target. */
+	put_node(fx, 1, "", 0, 0, "20 10 20");
+	saved = t;
+	assert_int_equal(tiers_refresh(fx->root, &t), -ESTALE);
+	assert_memory_equal(&t, &saved, sizeof(t));
+	assert_int_equal(tiers_discover(fx->root, &t), 0);
+	assert_int_equal(t.nnodes, 2);
+	assert_null(tiers_node(&t, 1));
+	assert_tier(&t, 1, 1, (int[]){ 2 }); /* node 2 is the first slow tier now */
+	assert_int_equal(t.ntiers, 2);
+
+	/* Still memoryless: nothing changed, and free memory is refreshed as usual. */
+	put_node(fx, 2, "", 1024, 800, "30 20 10");
+	assert_int_equal(tiers_refresh(fx->root, &t), 0);
+	assert_int_equal(tiers_node(&t, 2)->free_bytes, 800 * MiB);
+
+	/* Onlined again: the online list is the same, node 1's MemTotal is not 0 any more. */
+	put_node(fx, 1, "", 1024, 1024, "20 10 20");
+	saved = t;
+	assert_int_equal(tiers_refresh(fx->root, &t), -ESTALE);
+	assert_memory_equal(&t, &saved, sizeof(t));
+	assert_int_equal(tiers_discover(fx->root, &t), 0);
+	assert_int_equal(t.nnodes, 3);
+	assert_tier(&t, 1, 1, (int[]){ 1 });
+
+	/* A memoryless CPU node stays out of the topology without being reported every time. */
+	put_online(fx, "0-3\n");
+	put_node(fx, 0, "0-1", 1024, 1000, "10 20 30 15");
+	put_node(fx, 1, "", 1024, 1024, "20 10 20 25");
+	put_node(fx, 2, "", 1024, 1024, "30 20 10 35");
+	put_node(fx, 3, "2-3", 0, 0, "15 25 35 10");
+	assert_int_equal(tiers_discover(fx->root, &t), 0);
+	assert_int_equal(t.nnodes, 3);
+	assert_int_equal(tiers_refresh(fx->root, &t), 0);
+
+	/* A node that came online with memory (hot-add), and one whose files are not there yet. */
+	put_online(fx, "0-4\n");
+	assert_int_equal(tiers_refresh(fx->root, &t), -ESTALE);
+	put_node(fx, 4, "", 0, 0, "30 20 10 35 10");
+	assert_int_equal(tiers_refresh(fx->root, &t), 0); /* memoryless: not a change */
+	put_node(fx, 4, "", 2048, 2048, "30 20 10 35 10");
+	assert_int_equal(tiers_refresh(fx->root, &t), -ESTALE);
+
+	/* A known node no longer in the online list although its files linger. */
+	put_online(fx, "0,2-3\n");
+	assert_int_equal(tiers_refresh(fx->root, &t), -ESTALE);
+
+	/* An online list that does not parse is an error, not a change. */
+	put_online(fx, "0-\n");
+	assert_int_equal(tiers_refresh(fx->root, &t), -EINVAL);
+}
+
 static void test_same_nodes(void **state)
 {
 	struct fixture *fx = *state;
@@ -608,6 +682,7 @@ int main(void)
 		T(test_memoryless_cpu_node),
 		T(test_malformed),
 		T(test_refresh),
+		T(test_refresh_memory_offline),
 		T(test_same_nodes),
 		T(test_describe),
 		cmocka_unit_test(test_real_sysfs),

@@ -4,7 +4,16 @@
 # apt archive and an initramfs holding busybox, the project's binaries from $BUILD and the repo's
 # scripts; the command's output comes back on the serial console and its exit status becomes ours.
 #
-#   tests/vm/run-vm.sh [--nodes 2|3] [--cpus N] [--timeout SEC] [--mem-mib M0,M1[,M2]] -- CMD [ARGS...]
+#   tests/vm/run-vm.sh [--nodes 2|3] [--cpus N] [--timeout SEC] [--mem-mib M0,M1[,M2]] [--distances D01[,D02,D12]] [--hotplug-last] -- CMD [ARGS...]
+#
+# --distances sets the SLIT distances from node 0 to the others and between the two slow nodes
+# (default 20 for two nodes, 20,30,20 for three). --hotplug-last gives the last node no boot
+# memory: its memory is a pc-dimm that the guest kernel adds through ACPI memory hotplug while it
+# boots and onlines into ZONE_MOVABLE, so every memory block of that node can be offlined (and
+# onlined again) from inside the guest. Boot memory cannot be: the node's memmap and per-node
+# kernel data sit in its first and last blocks (offlining them is -EBUSY). Only the last node can
+# be DIMM-only: QEMU's SRAT has no entry for a node without boot memory except the last one,
+# which gets the hotplug range (a DIMM given to a middle node landed in node 0).
 #
 # CMD runs as root in /work/repo (the repo's layout, so $BUILD/... paths work) with BUILD set as
 # here. Exit status: CMD's, 124 on timeout, 125 when the guest did not boot or died before CMD
@@ -25,13 +34,15 @@ usage() {
 	exit 2
 }
 
-nodes=2 cpus=2 timeout=1800 mem=
+nodes=2 cpus=2 timeout=1800 mem= dist= hotplug=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--nodes) nodes=$2; shift 2 ;;
 	--cpus) cpus=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
 	--mem-mib) mem=$2; shift 2 ;;
+	--distances) dist=$2; shift 2 ;;
+	--hotplug-last) hotplug=1; shift ;;
 	--) shift; break ;;
 	-h | --help) usage ;;
 	*) echo "vm: unknown option $1" >&2; usage ;;
@@ -42,6 +53,16 @@ case $nodes in 2 | 3) ;; *) echo "vm: --nodes must be 2 or 3" >&2; exit 2 ;; esa
 [[ $cpus =~ ^[1-9][0-9]*$ && $timeout =~ ^[1-9][0-9]*$ ]] || usage
 IFS=, read -ra mib <<<"${mem:-1024,1024,1024}"
 [ ${#mib[@]} -ge "$nodes" ] || { echo "vm: --mem-mib needs $nodes sizes" >&2; exit 2; }
+if [ "$nodes" -eq 2 ]; then
+	IFS=, read -ra dists <<<"${dist:-20}"
+else
+	IFS=, read -ra dists <<<"${dist:-20,30,20}"
+fi
+[ ${#dists[@]} -eq $((nodes == 2 ? 1 : 3)) ] || { echo "vm: --distances needs $((nodes == 2 ? 1 : 3)) values" >&2; exit 2; }
+for d in "${dists[@]}"; do
+	[[ $d =~ ^[0-9]+$ ]] && [ "$d" -gt 10 ] && [ "$d" -lt 255 ] ||
+		{ echo "vm: distance $d is not in 11..254" >&2; exit 2; }
+done
 
 repo=$(cd "$(dirname "$0")/../.." && pwd -P)
 cd "$repo"
@@ -258,20 +279,33 @@ ensure_kernel
 build_initramfs "$@"
 
 # Topology: node 0 has every CPU and local memory; the others are memory-only and farther away
-# (a slower tier at 20, a still slower one at 30).
-total=0
-numa=()
+# (by default a slower tier at 20, a still slower one at 30).
+total=0 boot=0
+numa=() dimm=()
 for ((n = 0; n < nodes; n++)); do
 	total=$((total + mib[n]))
 	numa+=(-object "memory-backend-ram,id=m$n,size=${mib[n]}M")
 	if [ $n -eq 0 ]; then
 		numa+=(-numa "node,nodeid=0,cpus=0-$((cpus - 1)),memdev=m0")
+	elif [ $hotplug -eq 1 ] && [ $n -eq $((nodes - 1)) ]; then
+		# No boot memory: the node exists (SRAT's hotplug range is the last node's) and
+		# gets its memory from the DIMM.
+		numa+=(-numa "node,nodeid=$n")
+		dimm=(-device "pc-dimm,id=dimm$n,memdev=m$n,node=$n")
+		continue
 	else
 		numa+=(-numa "node,nodeid=$n,memdev=m$n")
 	fi
+	boot=$((boot + mib[n]))
 done
-numa+=(-numa 'dist,src=0,dst=1,val=20')
-[ "$nodes" -eq 3 ] && numa+=(-numa 'dist,src=0,dst=2,val=30' -numa 'dist,src=1,dst=2,val=20')
+memory=(-m "${total}M")
+hp_note=
+if [ $hotplug -eq 1 ]; then
+	memory=(-m "${boot}M,slots=1,maxmem=${total}M")
+	hp_note=", node $((nodes - 1)) hot-plugged"
+fi
+numa+=(-numa "dist,src=0,dst=1,val=${dists[0]}")
+[ "$nodes" -eq 3 ] && numa+=(-numa "dist,src=0,dst=2,val=${dists[1]}" -numa "dist,src=1,dst=2,val=${dists[2]}")
 bios=()
 # qboot instead of SeaBIOS: about a second less, and it still passes the SRAT/SLIT tables.
 [ -f /usr/share/qemu/qboot.rom ] && bios=(-bios /usr/share/qemu/qboot.rom)
@@ -283,10 +317,13 @@ command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing"
 # node 0), so it starts off: a test that wants it writes /proc/sys/kernel/numa_balancing, or
 # VM_APPEND=numa_balancing=enable turns it on for the whole run.
 append="console=ttyS0 quiet panic=-1 rdinit=/init mitigations=off numa_balancing=disable"
+# The DIMM's blocks are onlined as the kernel adds them (the default leaves them offline), into
+# ZONE_MOVABLE: nothing unmovable lands there, so they can all be offlined again.
+[ $hotplug -eq 1 ] && append+=" memhp_default_state=online_movable"
 mkfifo "$tmp/console"
 t0=${EPOCHREALTIME//[!0-9]/}
 timeout -k 5 "$timeout" qemu-system-x86_64 -machine pc -accel tcg,thread=multi -cpu max \
-	-smp "$cpus" -m "${total}M" "${numa[@]}" "${bios[@]}" \
+	-smp "$cpus" "${memory[@]}" "${numa[@]}" "${dimm[@]}" "${bios[@]}" \
 	-kernel "$kernel" -initrd "$tmp/initrd" \
 	-append "$append ${VM_APPEND:-}" \
 	-nographic -no-reboot -nic none </dev/null >"$tmp/console" 2>&1 &
@@ -310,8 +347,9 @@ while true; do
 	VMTEST-START)
 		started=1
 		t=$((${EPOCHREALTIME//[!0-9]/} - t0))
-		printf 'vm: booted in %d.%01ds (%d nodes, %d CPUs, %s MiB, %s)\n' $((t / 1000000)) \
-			$((t / 100000 % 10)) "$nodes" "$cpus" "${mib[*]:0:nodes}" "$(basename "$kernel")"
+		printf 'vm: booted in %d.%01ds (%d nodes, %d CPUs, %s MiB, distances %s%s, %s)\n' \
+			$((t / 1000000)) $((t / 100000 % 10)) "$nodes" "$cpus" "${mib[*]:0:nodes}" \
+			"${dists[*]}" "$hp_note" "$(basename "$kernel")"
 		;;
 	"VMTEST-EXIT "*)
 		status=${line#VMTEST-EXIT }

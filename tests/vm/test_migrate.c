@@ -4,7 +4,9 @@
  * workload's memory starts on the slow node; tierd must bring its hot set to the fast node,
  * follow the hot set when it moves while keeping the fast tier within its budget (demoting what
  * went cold), on shmem and hugetlbfs, without losing a byte. Placement is measured by the test
- * itself with move_pages(2) status queries on its own mapping, not by tierd's counters.
+ * itself with move_pages(2) status queries, not by tierd's counters: each query maps the pages
+ * briefly (vm_where in vmlib.c), because a mapping that stayed would keep MPOL_MF_MOVE from
+ * moving them while the client has them zapped.
  * Skips on a machine with one node.
  */
 #include <errno.h>
@@ -19,18 +21,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
 #include "tierd/tier.h"
+#include "vmlib.h"
 
 #define BUDGET_MIB "6"   /* fast-tier budget for tracked memory: room for ~1.5 hot sets */
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
 #define CONVERGE_MS 90000u /* TCG is slow: generous, the test reports the actual time */
 
 static char sock[128];
@@ -54,14 +53,14 @@ static int group_teardown(void **state)
 	(void)state;
 	if (tierd > 0)
 		daemon_stop(tierd);
+	vm_pools_restore(); /* after a failed case */
 	harness_cleanup();
 	return 0;
 }
 
 struct work {
 	uint8_t *base;
-	uint8_t *observer; /* a second, untracked mapping of the memfd: tierd never zaps it, so
-			    * move_pages queries through it always find the page mapped */
+	int memfd; /* where pages are is asked through short-lived mappings of it */
 	size_t page_size;
 	uint64_t npages;
 	_Atomic uint64_t lo, hi; /* the hot set [lo, hi) */
@@ -89,22 +88,11 @@ static void *hot_loop(void *arg)
 	return (void *)(uintptr_t)bad;
 }
 
-/* Share of pages [lo, hi) that move_pages reports on `node` (several samples: -ENOENT can show
- * up transiently). */
+/* Share of pages [lo, hi) that move_pages reports on `node`: the observer maps the range, fills
+ * it read-only, asks and unmaps (vmlib.c). A failed query counts as nothing there. */
 static double share_on(struct work *w, uint64_t lo, uint64_t hi, int node)
 {
-	size_t n = hi - lo, on = 0;
-	void **addrs = calloc(n, sizeof(void *));
-	int *status = calloc(n, sizeof(int));
-
-	for (size_t i = 0; i < n; i++)
-		addrs[i] = w->observer + (lo + i) * w->page_size;
-	if (move_pages(0, n, addrs, NULL, status, 0) == 0)
-		for (size_t i = 0; i < n; i++)
-			on += status[i] == node;
-	free(addrs);
-	free(status);
-	return (double)on / (double)n;
+	return vm_share_on(w->memfd, w->page_size, lo, hi, node);
 }
 
 static void place_on_slow(struct work *w)
@@ -118,7 +106,6 @@ static void place_on_slow(struct work *w)
 			((uint64_t *)(w->base + p * w->page_size))[k] = pattern(p, k);
 	assert_int_equal(set_mempolicy(MPOL_DEFAULT, NULL, 0), 0);
 	numa_free_nodemask(bm);
-	assert_int_equal(madvise(w->observer, w->npages * w->page_size, MADV_POPULATE_READ), 0);
 	assert_true(share_on(w, 0, w->npages, slow_node) > 0.99);
 }
 
@@ -163,8 +150,7 @@ static void run_case(enum tier_kind kind, size_t bytes, uint64_t hot_pages)
 	w.base = tier_segment_addr(seg);
 	w.page_size = tier_segment_page_size(seg);
 	w.npages = tier_segment_size(seg) / w.page_size;
-	w.observer = mmap(NULL, tier_segment_size(seg), PROT_READ, MAP_SHARED, tier_segment_memfd(seg), 0);
-	assert_true(w.observer != MAP_FAILED);
+	w.memfd = tier_segment_memfd(seg);
 	place_on_slow(&w);
 	assert_int_equal(tier_segment_wait_tracked(seg, 10000), 0);
 
@@ -196,7 +182,6 @@ static void run_case(enum tier_kind kind, size_t bytes, uint64_t hot_pages)
 	/* Within budget: tracked memory on the fast node stays under the budget. */
 	assert_true(share_on(&w, 0, w.npages, 0) * (double)bytes <= atof(BUDGET_MIB) * 1048576.0 * 1.01);
 	verify_all(&w);
-	munmap(w.observer, tier_segment_size(seg));
 	tier_segment_destroy(seg);
 }
 
@@ -209,23 +194,21 @@ static void test_shmem_promote_follow_demote(void **state)
 
 static void test_hugetlb_promote_follow_demote(void **state)
 {
-	char path[160];
-	FILE *f;
-
 	(void)state;
 	if (tierd <= 0)
 		skip();
 	/* The slow node's pool must hold the segment; migration needs free memory on the target,
-	 * not pool pages there (TESTBED.md). */
-	snprintf(path, sizeof(path),
-		 "/sys/devices/system/node/node%d/hugepages/hugepages-2048kB/nr_hugepages", slow_node);
-	f = fopen(path, "we");
-	if (!f)
+	 * not pool pages there (TESTBED.md). Both pools are put back afterwards. */
+	vm_pool_save(0);
+	if (vm_pool_reserve(slow_node, 24) < 0) {
+		vm_pools_restore();
 		skip();
-	fprintf(f, "24\n");
-	fclose(f);
+	}
 	/* 32 MiB of 2 MiB pages, 2 hot (4 MiB). */
 	run_case(TIER_HUGETLB, 32u << 20, 2);
+	/* The pages go back to the pools once tierd has dropped the segment. */
+	status_wait_no_segments(sock, 10000);
+	vm_pools_restore();
 }
 
 int main(void)
