@@ -711,7 +711,9 @@ int manager_run(struct manager *m)
 		 m->own_socket ? m->cfg.socket_path : "the systemd socket", m->cfg.epoch_ms,
 		 m->cfg.max_windows, m->topo.nnodes, m->topo.ntiers);
 	while (!m->quit) {
-		int n = epoll_wait(m->epfd, evs, 64, -1);
+		/* A migration batch out wakes the loop on its own: its deadline must not wait for
+		 * the next epoch (which --epoch-ms may put seconds away) while faults are held. */
+		int n = epoll_wait(m->epfd, evs, 64, m->batches_active ? BATCH_POLL_MS : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)

@@ -17,6 +17,8 @@
 #include "tierd/proto.h"
 
 #define TIERD_MAX_ALLOW 32
+/* How often the loop looks at migration batches' deadlines while one is out. */
+#define BATCH_POLL_MS 20
 
 struct tierd_config {
 	char socket_path[108];

@@ -353,9 +353,9 @@ static size_t batch_build(struct segment *seg, unsigned si, const struct migrate
 	memcpy(sorted, b->pages, n * sizeof(*sorted));
 	qsort(sorted, n, sizeof(*sorted), by_page);
 	for (size_t i = 0; i < n; i++) {
-		struct page_run *r = &b->runs[b->nruns - 1];
+		struct page_run *r = b->nruns ? &b->runs[b->nruns - 1] : NULL;
 
-		if (b->nruns && sorted[i] == r->start + r->n) {
+		if (r && sorted[i] == r->start + r->n) {
 			r->n++;
 			continue;
 		}
