@@ -542,9 +542,16 @@ static void pass(struct manager *m, struct segment **segs, unsigned nsegs)
 	int fast, slow;
 
 	fast = pick_node(m, 0, &fast_free);
-	slow = pick_node(m, 1, &slow_free);
 	if (fast < 0)
 		return;
+	/* Demotion goes to the nearest slower tier with room above the reserve: when tier 1 is
+	 * full, tier 2 takes the pages (none: no demotion this pass). */
+	slow = -1;
+	for (unsigned t = 1; t < m->topo.ntiers && slow < 0; t++) {
+		slow = pick_node(m, t, &slow_free);
+		if (slow_free == 0)
+			slow = -1;
+	}
 	b.fast_budget_bytes = m->cfg.fast_budget_bytes;
 	if (!b.fast_budget_bytes) {
 		/* Auto: 90 % of the fast tier's memory. */

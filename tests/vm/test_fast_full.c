@@ -150,10 +150,10 @@ static int group_teardown(void **state)
  * anonymous memory bound to node 0 (MPOL_BIND), 4 KiB pages, grown until node 0's MemFree is
  * at most BYTES; then it says "ready" and holds until killed.
  */
-static int hog_main(uint64_t leave)
+static int hog_main(int node, uint64_t leave)
 {
-	unsigned long mask = 1; /* node 0 */
-	size_t cap = (size_t)vm_node_meminfo(0, "MemTotal"), len = 0;
+	unsigned long mask = 1UL << node;
+	size_t cap = (size_t)vm_node_meminfo(node, "MemTotal"), len = 0;
 	uint64_t t0 = mono_usec();
 	int64_t mem_free;
 	uint8_t *p;
@@ -167,13 +167,13 @@ static int hog_main(uint64_t leave)
 	}
 	/* Big steps first, then smaller ones as MemFree nears the target: it also moves for
 	 * reasons of its own, so it is read again after each step. */
-	while ((mem_free = vm_node_meminfo(0, "MemFree")) > (int64_t)leave) {
+	while ((mem_free = vm_node_meminfo(node, "MemFree")) > (int64_t)leave) {
 		size_t step = (size_t)(mem_free - (int64_t)leave);
 
 		step = step > 16 * MiB ? step - 8 * MiB : step;
 		step = (step + 4095) & ~(size_t)4095;
 		if (len + step > cap) {
-			printf("hog: node 0 still has %lld MiB free after %zu MiB\n",
+			printf("hog: node %d still has %lld MiB free after %zu MiB\n", node,
 			       (long long)(mem_free / (int64_t)MiB), len / MiB);
 			return 1;
 		}
@@ -183,22 +183,23 @@ static int hog_main(uint64_t leave)
 		}
 		len += step;
 	}
-	printf("ready: %zu MiB on node 0 in %.1f s, node 0 MemFree %lld MiB\n", len / MiB,
-	       (double)(mono_usec() - t0) / 1e6, (long long)(mem_free / (int64_t)MiB));
+	printf("ready: %zu MiB on node %d in %.1f s, node %d MemFree %lld MiB\n", len / MiB, node,
+	       (double)(mono_usec() - t0) / 1e6, node, (long long)(mem_free / (int64_t)MiB));
 	fflush(stdout);
 	for (;;)
 		pause();
 }
 
-/* Starts the hog and waits until it holds node 0's memory. */
-static void hog_start(void)
+/* Starts the hog on `node` and waits until it holds that node's memory. */
+static void hog_start_on(int node)
 {
-	char path[160], arg[24], text[512];
-	char *argv[] = { "/proc/self/exe", "--hog", arg, NULL };
+	char path[160], arg[24], nd[12], text[512];
+	char *argv[] = { "/proc/self/exe", "--hog", nd, arg, NULL };
 	uint64_t t0 = mono_usec();
 
 	snprintf(path, sizeof(path), "%s/hog.out", harness_dir());
 	snprintf(arg, sizeof(arg), "%llu", (unsigned long long)leave_bytes);
+	snprintf(nd, sizeof(nd), "%d", node);
 	unlink(path);
 	hog = spawn_out(argv, path, NULL);
 	assert_true(hog > 0);
@@ -210,10 +211,15 @@ static void hog_start(void)
 			fail_msg("the hog died: %s", text);
 		}
 		if (mono_usec() - t0 > (uint64_t)HOG_READY_MS * 1000)
-			fail_msg("the hog did not fill node 0 in time: %s", text);
+			fail_msg("the hog did not fill node %d in time: %s", node, text);
 		msleep(50);
 	}
 	print_message("hog %s", text);
+}
+
+static void hog_start(void)
+{
+	hog_start_on(0);
 }
 
 /* The first segment's "hot_pages" in tierd's status, -1 when unknown. */
@@ -334,14 +340,94 @@ static void test_hugetlb_fast_full(void **state)
 	vm_pools_restore();
 }
 
+/*
+ * Three tiers, and the middle one full: demotion must fall through to the slowest tier, not push
+ * the middle node below tierd's reserve. A tierd of its own with a fast-tier budget of 6 MiB:
+ * after the hot set moves, the old one has to leave node 0.
+ */
+static void test_middle_tier_full(void **state)
+{
+	struct tier_options o = { .kind = TIER_SHMEM, .size = 32 * MiB, .name = "middle" };
+	char sock2[160], reserve[24];
+	uint64_t counts[VM_MAX_NODES], lo, hot, t0;
+	int64_t left, floor_free, mem_free;
+	struct tier_segment *seg;
+	int middle = -1;
+	struct vm_work w;
+	double share, secs;
+	pid_t d;
+
+	(void)state;
+	if (tierd <= 0 || numa_num_configured_nodes() < 3)
+		skip();
+	for (int n = 1; n <= numa_max_node(); n++)
+		if (n != slow_node && !vm_node_has_cpus(n) && vm_node_meminfo(n, "MemTotal") > 0 &&
+		    numa_distance(0, n) < numa_distance(0, slow_node) &&
+		    (middle < 0 || numa_distance(0, n) < numa_distance(0, middle)))
+			middle = n;
+	if (middle < 0)
+		skip(); /* no node between node 0 and the slowest */
+	snprintf(sock2, sizeof(sock2), "%s/middle.sock", harness_dir());
+	snprintf(reserve, sizeof(reserve), "%llu", (unsigned long long)reserve_mib);
+	d = daemon_start(sock2, "--epoch-ms", "50", "--migrate-every", "2", "--fast-budget-mib", "6",
+			 "--reserve-mib", reserve, NULL);
+	assert_true(d > 0);
+	o.socket_path = sock2;
+
+	hog_start_on(middle);
+	left = vm_node_meminfo(middle, "MemFree");
+	floor_free = left;
+	assert_int_equal(tier_segment_create(&o, &seg), 0);
+	vm_work_place(&w, tier_segment_addr(seg), tier_segment_memfd(seg), tier_segment_page_size(seg),
+		      tier_segment_size(seg) / tier_segment_page_size(seg), slow_node);
+	assert_int_equal(tier_segment_wait_tracked(seg, 10000), 0);
+	hot = 4 * MiB / w.page_size;
+	lo = w.npages / 8;
+	vm_work_hot(&w, lo, lo + hot);
+	share = vm_wait_share(&w, lo, lo + hot, 0, 0.95, CONVERGE_MS, &secs);
+	assert_true(share >= 0.95);
+
+	/* The hot set moves: the old one must make room, and node `middle` has none. */
+	lo = w.npages * 5 / 8;
+	vm_work_hot(&w, lo, lo + hot);
+	t0 = mono_usec();
+	share = vm_wait_share(&w, lo, lo + hot, 0, 0.95, CONVERGE_MS, &secs);
+	for (; mono_usec() - t0 < (uint64_t)CONVERGE_MS * 1000; msleep(100)) {
+		mem_free = vm_node_meminfo(middle, "MemFree");
+		if (mem_free >= 0 && mem_free < floor_free)
+			floor_free = mem_free;
+		assert_true(vm_where(w.fd, w.page_size, w.npages / 8, w.npages / 8 + hot, counts) >= 0);
+		if (counts[0] <= hot / 20)
+			break; /* the old hot set has left node 0 */
+	}
+	print_message("middle tier (node %d) full, %lld MiB free (reserve %llu MiB), lowest %lld MiB; "
+		      "old hot set: node 0 %llu, node %d %llu, node %d %llu of %llu pages\n",
+		      middle, (long long)(left / (int64_t)MiB), (unsigned long long)reserve_mib,
+		      (long long)(floor_free / (int64_t)MiB), (unsigned long long)counts[0], middle,
+		      (unsigned long long)counts[middle], slow_node,
+		      (unsigned long long)counts[slow_node], (unsigned long long)hot);
+	assert_int_equal(vm_work_stop(&w), 0);
+	hog_stop();
+
+	assert_true(share >= 0.95);                   /* the new hot set is on node 0 */
+	assert_true(counts[0] <= hot / 20);           /* the old one was demoted */
+	assert_true(counts[middle] <= hot / 20);      /* but not into the full middle tier */
+	assert_true(floor_free >= left - (int64_t)(SLACK_MIB * MiB));
+	vm_work_verify(&w);
+	vm_work_free(&w);
+	tier_segment_destroy(seg);
+	assert_int_equal(daemon_stop(d), 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shmem_fast_full),
 		cmocka_unit_test(test_hugetlb_fast_full),
+		cmocka_unit_test(test_middle_tier_full),
 	};
 
-	if (argc == 3 && strcmp(argv[1], "--hog") == 0)
-		return hog_main(strtoull(argv[2], NULL, 10));
+	if (argc == 4 && strcmp(argv[1], "--hog") == 0)
+		return hog_main(atoi(argv[2]), strtoull(argv[3], NULL, 10));
 	return cmocka_run_group_tests_name("a full fast node", tests, group_setup, group_teardown);
 }
