@@ -224,6 +224,7 @@ static void reap(struct manager *m)
 		struct segment *s = m->graveyard_segments;
 
 		m->graveyard_segments = s->grave_next;
+		manager_batch_drop(m, s); /* keeps batches_active true to the live batches */
 		segment_free(s);
 	}
 	while (m->graveyard) {

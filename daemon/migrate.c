@@ -3,6 +3,7 @@
 #include "migrate.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <numaif.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,17 +132,21 @@ static void count_status(int status, int node, struct migrate_stats *st)
 	}
 }
 
+/* A status the kernel never writes: tells entries it left unwritten from real errors. */
+#define STATUS_UNWRITTEN INT_MIN
+
 /* One move_pages(2) call over addrs[0, k), timed; afterwards status[i] is the page's node or why it
  * is not on `node`. Returns 0, or a negative errno when the call itself failed. */
 static int move_once(void **addrs, size_t k, int node, int flags, int *nodes, int *status,
 		     struct migrate_stats *st)
 {
+	static int now_on[MOVE_BATCH_PAGES];
 	uint64_t t0 = now_usec();
 	long r;
 
 	for (size_t i = 0; i < k; i++) {
 		nodes[i] = node;
-		status[i] = -EINVAL;
+		status[i] = STATUS_UNWRITTEN;
 	}
 	st->calls++;
 	r = move_pages(0, (unsigned long)k, addrs, nodes, status, flags);
@@ -151,10 +156,14 @@ static int move_once(void **addrs, size_t k, int node, int flags, int *nodes, in
 	if (r > 0) {
 		/* Some pages failed, and the kernel (6.1, and upstream's
 		 * move_pages_and_store_status) may then leave the status array unwritten for the
-		 * whole batch although the others moved: ask where they are now. */
+		 * whole batch although the others moved: ask where they are now, keeping the
+		 * reasons it did write. */
 		st->calls++;
-		if (move_pages(0, (unsigned long)k, addrs, NULL, status, 0) < 0)
+		if (move_pages(0, (unsigned long)k, addrs, NULL, now_on, 0) < 0)
 			return -errno;
+		for (size_t i = 0; i < k; i++)
+			if (status[i] == STATUS_UNWRITTEN || now_on[i] == node)
+				status[i] = now_on[i];
 	}
 	return 0;
 }
@@ -193,11 +202,12 @@ long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int 
 		if (r < 0)
 			return moved ? moved : r;
 		if (how == MIGRATE_ZAPPED && *move_all) {
-			/* Still mapped by some process (-EACCES; another node after a re-query): a
-			 * client that did not zap in time, or a process tierd does not know. The
-			 * kernel's migration of mapped pages is just as safe, only dearer. */
+			/* Still mapped by some process (-EACCES): a client that did not zap in time,
+			 * or a process tierd does not know. The kernel's migration of mapped pages is
+			 * just as safe, only dearer. A page whose reason the kernel did not write
+			 * waits for the next pass. */
 			for (size_t i = 0; i < k; i++)
-				if (status[i] == -EACCES || (status[i] >= 0 && status[i] != node)) {
+				if (status[i] == -EACCES) {
 					where[nagain] = i;
 					again[nagain++] = addrs[i];
 				}

@@ -90,6 +90,7 @@ static int refresh_topology(struct manager *m)
 	if (!tiers_same_nodes(&m->topo, &t))
 		log_notice("NUMA topology changed: now %u node(s) in %u tier(s)", t.nnodes, t.ntiers);
 	m->topo = t;
+	m->backoff_passes = m->skip_passes = 0; /* a node that came may take what others refused */
 	return 0;
 }
 
@@ -128,7 +129,35 @@ static void refresh(struct segment *seg, uint64_t first, uint64_t n)
 		log_ratelimited(LOG_WARNING, (int)r, "seg %u: querying page nodes: %m", seg->id);
 }
 
-/* Learns where pages live, within the pass's budget: hot regions, then the segment's next slice. */
+/* Refreshes up to `left` pages of the segment's hot regions, going on from where the last pass
+ * stopped (so a hot set larger than the budget is walked over several passes). Returns pages. */
+static uint64_t locate_hot(struct manager *m, struct segment *seg, uint64_t left)
+{
+	size_t nr = seg->regions.n, ri = 0;
+	uint64_t cur = seg->hot_cursor, done = 0;
+
+	while (ri < nr && seg->regions.r[ri].end <= cur)
+		ri++;
+	if (ri == nr)
+		ri = cur = 0;
+	for (size_t k = 0; k < nr && done < left; k++) {
+		const struct region *reg = &seg->regions.r[(ri + k) % nr];
+		uint64_t from = reg->start, n;
+
+		if (reg->score < m->cfg.hot_threshold)
+			continue;
+		if (k == 0 && cur > from && cur < reg->end)
+			from = cur;
+		n = reg->end - from < left - done ? reg->end - from : left - done;
+		refresh(seg, from, n);
+		done += n;
+		seg->hot_cursor = from + n;
+	}
+	return done;
+}
+
+/* Learns where pages live, within the pass's budget: at most half of it on the hot regions, the
+ * rest on the segment's next slice, so both advance every pass. */
 static void locate(struct manager *m, struct segment **segs, unsigned nsegs)
 {
 	uint64_t budget = QUERY_BUDGET_PAGES / nsegs;
@@ -137,18 +166,8 @@ static void locate(struct manager *m, struct segment **segs, unsigned nsegs)
 		budget = 512;
 	for (unsigned si = 0; si < nsegs; si++) {
 		struct segment *seg = segs[si];
-		uint64_t left = budget, walked = 0;
+		uint64_t left = budget - locate_hot(m, seg, budget / 2), walked = 0;
 
-		for (size_t ri = 0; ri < seg->regions.n && left; ri++) {
-			const struct region *reg = &seg->regions.r[ri];
-			uint64_t n = reg->end - reg->start;
-
-			if (reg->score < m->cfg.hot_threshold)
-				continue;
-			n = n < left ? n : left;
-			refresh(seg, reg->start, n);
-			left -= n;
-		}
 		while (left && walked < seg->npages) {
 			uint64_t cur = seg->query_cursor < seg->npages ? seg->query_cursor : 0;
 			uint64_t n = seg->npages - cur < left ? seg->npages - cur : left;
@@ -378,31 +397,30 @@ static size_t batch_build(struct segment *seg, unsigned si, const struct migrate
 	return cut;
 }
 
-/* Moves a batch whose pages the clients zapped, then lets their faults onto the moved pages. */
-static void batch_finish(struct manager *m, struct segment *seg, uint64_t deadline)
+/* Moves one side of a batch (its demotions, or its promotions) until the deadline. */
+static uint64_t batch_move(struct manager *m, struct segment *seg, bool demote, uint64_t deadline)
 {
 	struct seg_batch *b = &seg->batch;
-	uint64_t up = 0, down = 0;
+	const uint64_t *pages = demote ? b->pages : b->pages + b->ndemote;
+	size_t n = demote ? b->ndemote : b->n - b->ndemote;
+	int node = demote ? m->batch_slow : m->batch_fast;
 	long r;
 
-	if (b->ndemote && m->batch_slow >= 0 && now_usec() < deadline) {
-		r = migrate_pages_to(seg, b->pages, b->ndemote, m->batch_slow, MIGRATE_ZAPPED,
-				     &m->move_all, deadline, &m->mstats);
-		if (r < 0)
-			log_ratelimited(LOG_WARNING, (int)r, "seg %u: move_pages to node %d: %m", seg->id,
-					m->batch_slow);
-		else
-			down = (uint64_t)r;
+	if (!n || node < 0 || now_usec() >= deadline)
+		return 0;
+	r = migrate_pages_to(seg, pages, n, node, MIGRATE_ZAPPED, &m->move_all, deadline, &m->mstats);
+	if (r < 0) {
+		log_ratelimited(LOG_WARNING, (int)r, "seg %u: move_pages to node %d: %m", seg->id, node);
+		return 0;
 	}
-	if (b->n > b->ndemote && now_usec() < deadline) {
-		r = migrate_pages_to(seg, b->pages + b->ndemote, b->n - b->ndemote, m->batch_fast,
-				     MIGRATE_ZAPPED, &m->move_all, deadline, &m->mstats);
-		if (r < 0)
-			log_ratelimited(LOG_WARNING, (int)r, "seg %u: move_pages to node %d: %m", seg->id,
-					m->batch_fast);
-		else
-			up = (uint64_t)r;
-	}
+	return (uint64_t)r;
+}
+
+/* Accounts a moved batch, lets its clients' faults onto the moved pages, and ends it. */
+static void batch_end(struct manager *m, struct segment *seg, uint64_t up, uint64_t down)
+{
+	struct seg_batch *b = &seg->batch;
+
 	m->mstats.promoted += up;
 	m->mstats.demoted += down;
 	m->pass_moved += up + down;
@@ -412,7 +430,7 @@ static void batch_finish(struct manager *m, struct segment *seg, uint64_t deadli
 		log_debug("seg %u: batch of %zu pages in %zu runs: promoted %" PRIu64 " to node %d, "
 			  "demoted %" PRIu64 " to node %d", seg->id, b->n, b->nruns, up, m->batch_fast,
 			  down, m->batch_slow);
-	else
+	else if (b->n)
 		log_ratelimited(LOG_WARNING, 0,
 				"seg %u: none of %zu planned moves succeeded (not moved so far: nomem %" PRIu64
 				", busy %" PRIu64 ", mapped %" PRIu64 ", other %" PRIu64 ")",
@@ -427,28 +445,42 @@ static void batch_finish(struct manager *m, struct segment *seg, uint64_t deadli
 	manager_batch_drop(m, seg);
 }
 
+/* The batches of one pass finish together, once none waits for a zap any more (or its wait is
+ * over): every demotion first, then every promotion, as a mapped-mode pass does — a promotion
+ * in one segment may count on the room a demotion in another makes. */
+#define POLL_MAX_SEGS 1024
 void manager_batches_poll(struct manager *m)
 {
+	static struct segment *ready[POLL_MAX_SEGS];
+	static uint64_t down[POLL_MAX_SEGS];
 	uint64_t now, deadline;
+	unsigned n = 0;
 
 	if (!m->batches_active)
 		return;
 	now = now_usec();
-	deadline = now + PASS_BUDGET_USEC; /* all batches finishing now share one budget */
-	for (struct segment *seg = m->segments, *next; seg; seg = next) {
+	for (struct segment *seg = m->segments; seg && n < POLL_MAX_SEGS; seg = seg->next) {
 		bool waiting = false;
 
-		next = seg->next;
 		if (!seg->batch.active)
 			continue;
 		for (struct attachment *a = seg->attachments; a && !waiting; a = a->seg_next)
 			waiting = !a->dead && a->batch_waiting;
 		if (waiting && now < seg->batch.deadline_usec)
-			continue;
-		if (waiting)
-			m->stats.batch_timeouts++;
-		batch_finish(m, seg, deadline);
+			return;
+		ready[n++] = seg;
 	}
+	for (unsigned i = 0; i < n; i++)
+		for (struct attachment *a = ready[i]->attachments; a; a = a->seg_next)
+			if (!a->dead && a->batch_waiting) {
+				m->stats.batch_timeouts++;
+				break;
+			}
+	deadline = now + PASS_BUDGET_USEC;
+	for (unsigned i = 0; i < n; i++)
+		down[i] = batch_move(m, ready[i], true, deadline);
+	for (unsigned i = 0; i < n; i++)
+		batch_end(m, ready[i], batch_move(m, ready[i], false, deadline), down[i]);
 }
 
 /* Zap-then-move: each segment's share of the plan becomes a batch, and its clients are asked to
@@ -461,7 +493,9 @@ static void batches_start(struct manager *m, struct segment **segs, unsigned nse
 	for (unsigned si = 0; si < nsegs; si++) {
 		struct segment *seg = segs[si];
 
-		if (!batch_build(seg, si, plan, slow >= 0))
+		/* A zap that failed for an earlier segment may have dropped this one's last
+		 * client: it is in the graveyard now, and must not get a batch. */
+		if (!seg->nattach || !batch_build(seg, si, plan, slow >= 0))
 			continue;
 		m->pass_planned += seg->batch.n;
 		seg->batch.active = true;

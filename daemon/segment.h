@@ -82,6 +82,7 @@ struct segment {
 	uint64_t windows_closed;
 	uint64_t pages_on_node[SEG_MAX_NODES]; /* as of the last placement pass */
 	uint64_t query_cursor; /* where the next pass goes on learning page nodes */
+	uint64_t hot_cursor;   /* the same within the hot regions */
 	struct segment *next, *grave_next;
 };
 
