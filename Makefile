@@ -13,6 +13,8 @@ BINDIR   ?= $(PREFIX)/bin
 SBINDIR  ?= $(PREFIX)/sbin
 LIBDIR   ?= $(PREFIX)/lib
 INCDIR   ?= $(PREFIX)/include
+SYSCONFDIR ?= /etc
+DOCDIR   ?= $(PREFIX)/share/doc/tierd
 
 CC       ?= cc
 PKG_CONFIG ?= pkg-config
@@ -32,7 +34,8 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmiss
             -Wno-missing-field-initializers -fPIC -D_GNU_SOURCE $(SANFLAGS)
 CPPFLAGS += -Iinclude -Ilib -Idaemon -Itests/lib
 LDFLAGS  += $(SANFLAGS)
-LIBS_D   := $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null || echo -lsystemd) -lnuma
+LIBS_D   := $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null || echo -lsystemd) -lnuma \
+            $(shell $(PKG_CONFIG) --libs inih 2>/dev/null || echo -linih) -lm
 LIBS_T   := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
 
 ifeq ($(V),0)
@@ -45,7 +48,7 @@ endif
 
 COMMON_SRC := lib/uffd.c lib/proto.c
 DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
-              daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c
+              daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c daemon/config.c
 LIBTIER_SRC := lib/libtier.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -91,11 +94,12 @@ $(BUILD)/tierctl: $(call obj,tools/tierctl.c) $(LIBTIER_A)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread
 
 # Unit tests link the daemon's pure modules directly.
-UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c daemon/migrate.c daemon/tiers.c $(COMMON_SRC))
+UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c daemon/migrate.c daemon/tiers.c \
+	daemon/config.c $(COMMON_SRC))
 $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lnuma
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lnuma -linih -lm
 
 $(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
@@ -156,6 +160,9 @@ install: all
 	ln -sf libtier.so.1 $(DESTDIR)$(LIBDIR)/libtier.so
 	install -m 0644 $(LIBTIER_A) $(DESTDIR)$(LIBDIR)/libtier.a
 	install -m 0644 include/tierd/tier.h include/tierd/proto.h $(DESTDIR)$(INCDIR)/tierd/
+	# The documented example; an existing configuration is never overwritten.
+	install -d $(DESTDIR)$(SYSCONFDIR)/tierd/tierd.conf.d $(DESTDIR)$(DOCDIR)
+	install -m 0644 config/tierd.conf $(DESTDIR)$(DOCDIR)/tierd.conf.example
 
 clean:
 	rm -rf build

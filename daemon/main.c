@@ -11,6 +11,7 @@
 
 #include "../lib/uffd.h"
 #include "log.h"
+#include "config.h"
 #include "manager.h"
 
 static void help(void)
@@ -40,9 +41,13 @@ static void help(void)
 	       "                             move pages while clients have them zapped (default),\n"
 	       "                             or while mapped (MPOL_MF_MOVE_ALL, needs CAP_SYS_NICE)\n"
 	       "      --check-system         report the kernel features tierd needs and exit\n"
+	       "      --config PATH          configuration file (default %s, and PATH.d/*.conf);\n"
+	       "                             options given here override it\n"
+	       "      --check-config         print the effective configuration and exit (2 when\n"
+	       "                             it is invalid, with file:line and the reason)\n"
 	       "  -v, --verbose              debug logging\n"
 	       "  -h, --help                 this help\n",
-	       TIERD_DEFAULT_SOCKET);
+	       TIERD_DEFAULT_SOCKET, TIERD_DEFAULT_CONFIG);
 }
 
 static int parse_u32(const char *s, const char *opt, uint32_t min, uint32_t max, uint32_t *out)
@@ -95,96 +100,97 @@ static int check_system(void)
 	return bad;
 }
 
-int main(int argc, char **argv)
+/* Long options that set a configuration key (tierd.conf(5)): the value goes through the same
+ * table as the file's, so it means the same thing. */
+static const struct {
+	const char *option, *section, *key, *fixed; /* fixed: the value, for flags */
+} cli_keys[] = {
+	{ "socket", "daemon", "socket", NULL },
+	{ "epoch-ms", "sampling", "epoch_ms", NULL },
+	{ "max-windows", "sampling", "max_windows", NULL },
+	{ "window-kib", "sampling", "window_kib", NULL },
+	{ "max-regions", "sampling", "max_regions", NULL },
+	{ "hot-threshold", "sampling", "hot_threshold", NULL },
+	{ "heartbeat-ms", "clients", "heartbeat_ms", NULL },
+	{ "shmem-registration", "clients", "shmem_registration", NULL },
+	{ "no-migrate", "migration", "enabled", "no" },
+	{ "fast-budget-mib", "migration", "fast_budget_mib", NULL },
+	{ "rate-limit-mbps", "migration", "rate_limit_mbps", NULL },
+	{ "migrate-every", "migration", "every_epochs", NULL },
+	{ "reserve-mib", "migration", "reserve_mib", NULL },
+	{ "migrate-mode", "migration", "mode", NULL },
+};
+#define NCLI (sizeof(cli_keys) / sizeof(cli_keys[0]))
+enum { O_KEY = 256, O_UID = O_KEY + NCLI, O_GID, O_CHECK, O_SYSFS, O_CONFIG, O_CHECKCFG };
+
+static const struct option *options(void)
 {
-	enum { O_EPOCH = 256, O_MAXWIN, O_WINKIB, O_MAXREG, O_HOT, O_HB, O_REG, O_UID, O_GID, O_CHECK,
-	       O_NOMIG, O_BUDGET, O_RATE, O_MIGEVERY, O_RESERVE, O_SYSFS, O_MIGMODE };
-	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "epoch-ms", required_argument, NULL, O_EPOCH },
-		{ "max-windows", required_argument, NULL, O_MAXWIN },
-		{ "window-kib", required_argument, NULL, O_WINKIB },
-		{ "max-regions", required_argument, NULL, O_MAXREG },
-		{ "hot-threshold", required_argument, NULL, O_HOT },
-		{ "heartbeat-ms", required_argument, NULL, O_HB },
-		{ "shmem-registration", required_argument, NULL, O_REG },
-		{ "allow-uid", required_argument, NULL, O_UID },
-		{ "allow-gid", required_argument, NULL, O_GID },
-		{ "check-system", no_argument, NULL, O_CHECK },
-		{ "no-migrate", no_argument, NULL, O_NOMIG },
-		{ "fast-budget-mib", required_argument, NULL, O_BUDGET },
-		{ "rate-limit-mbps", required_argument, NULL, O_RATE },
-		{ "migrate-every", required_argument, NULL, O_MIGEVERY },
-		{ "reserve-mib", required_argument, NULL, O_RESERVE },
-		{ "migrate-mode", required_argument, NULL, O_MIGMODE },
-		{ "sysfs-root", required_argument, NULL, O_SYSFS }, /* tests: a fixture topology */
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
-	struct tierd_config cfg;
-	struct manager *m = NULL;
-	uint32_t v;
-	int c, r;
+	static struct option opts[NCLI + 10];
 
-	tierd_config_defaults(&cfg);
-	log_open();
-	while ((c = getopt_long(argc, argv, "s:vh", opts, NULL)) >= 0) {
-		switch (c) {
-		case 's':
-			if (strlen(optarg) >= sizeof(cfg.socket_path)) {
-				fprintf(stderr, "tierd: --socket: path longer than %zu bytes\n",
-					sizeof(cfg.socket_path) - 1);
-				return 2;
-			}
-			snprintf(cfg.socket_path, sizeof(cfg.socket_path), "%s", optarg);
-			break;
-		case O_EPOCH:
-			if (parse_u32(optarg, "--epoch-ms", 1, 60000, &cfg.epoch_ms) < 0)
-				return 2;
-			break;
-		case O_MAXWIN:
-			if (parse_u32(optarg, "--max-windows", 0, 4096, &cfg.max_windows) < 0)
-				return 2;
-			break;
-		case O_WINKIB:
-			if (parse_u32(optarg, "--window-kib", 4, 1 << 20, &v) < 0)
-				return 2;
-			cfg.window_bytes = (uint64_t)v * 1024;
-			break;
-		case O_MAXREG:
-			if (parse_u32(optarg, "--max-regions", cfg.min_regions, 65536, &cfg.max_regions) < 0)
-				return 2;
-			break;
-		case O_HOT: {
-			char *end;
-			float f = strtof(optarg, &end);
+	if (opts[0].name)
+		return opts;
+	for (size_t i = 0; i < NCLI; i++)
+		opts[i] = (struct option){ cli_keys[i].option,
+					   cli_keys[i].fixed ? no_argument : required_argument, NULL,
+					   (int)(O_KEY + i) };
+	opts[NCLI] = (struct option){ "allow-uid", required_argument, NULL, O_UID };
+	opts[NCLI + 1] = (struct option){ "allow-gid", required_argument, NULL, O_GID };
+	opts[NCLI + 2] = (struct option){ "check-system", no_argument, NULL, O_CHECK };
+	opts[NCLI + 3] = (struct option){ "sysfs-root", required_argument, NULL, O_SYSFS }; /* tests */
+	opts[NCLI + 4] = (struct option){ "config", required_argument, NULL, O_CONFIG };
+	opts[NCLI + 5] = (struct option){ "check-config", no_argument, NULL, O_CHECKCFG };
+	opts[NCLI + 6] = (struct option){ "verbose", no_argument, NULL, 'v' };
+	opts[NCLI + 7] = (struct option){ "help", no_argument, NULL, 'h' };
+	return opts;
+}
 
-			if (*optarg == '\0' || *end != '\0' || !(f > 0.0f && f <= 1.0f)) {
-				fprintf(stderr, "tierd: --hot-threshold: '%s' is not in (0, 1]\n", optarg);
-				return 2;
-			}
-			cfg.hot_threshold = f;
-			break;
+enum action { RUN, CHECK_SYSTEM, CHECK_CONFIG, HELP };
+
+/*
+ * The configuration tierd runs with: defaults, then the config file and its drop-ins, then the
+ * command line (which wins). Also what SIGHUP re-reads. Returns 0, or 2 after saying why.
+ */
+static int load_config(int argc, char **argv, struct tierd_config *cfg, enum action *action)
+{
+	const char *path = TIERD_DEFAULT_CONFIG;
+	bool explicit_path = false;
+	char err[512], why[256];
+	int c;
+
+	*action = RUN;
+	/* First the config file's name; the other options once the file is read. */
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "s:vh", options(), NULL)) >= 0)
+		if (c == O_CONFIG) {
+			path = optarg;
+			explicit_path = true;
 		}
-		case O_HB:
-			if (parse_u32(optarg, "--heartbeat-ms", 10, 60000, &cfg.heartbeat_ms) < 0)
-				return 2;
-			break;
-		case O_REG:
-			if (strcmp(optarg, "window") == 0)
-				cfg.shmem_register_whole = false;
-			else if (strcmp(optarg, "whole") == 0)
-				cfg.shmem_register_whole = true;
-			else {
-				fprintf(stderr, "tierd: --shmem-registration: '%s' is not window or whole\n",
-					optarg);
+	tierd_config_defaults(cfg);
+	if (config_load(path, explicit_path, cfg, err, sizeof(err)) < 0) {
+		log_error("Configuration: %s", err);
+		return 2;
+	}
+	opterr = 1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "s:vh", options(), NULL)) >= 0) {
+		if (c == 's')
+			c = O_KEY; /* --socket */
+		if (c >= O_KEY && c < O_KEY + (int)NCLI) {
+			size_t i = (size_t)(c - O_KEY);
+
+			if (config_set(cfg, cli_keys[i].section, cli_keys[i].key,
+				       cli_keys[i].fixed ? cli_keys[i].fixed : optarg, why, sizeof(why)) < 0) {
+				fprintf(stderr, "tierd: --%s: %s\n", cli_keys[i].option, why);
 				return 2;
 			}
-			break;
+			continue;
+		}
+		switch (c) {
 		case O_UID:
 		case O_GID: {
-			unsigned *n = c == O_UID ? &cfg.n_allow_uids : &cfg.n_allow_gids;
+			unsigned *n = c == O_UID ? &cfg->n_allow_uids : &cfg->n_allow_gids;
+			uint32_t v;
 
 			if (*n >= TIERD_MAX_ALLOW) {
 				fprintf(stderr, "tierd: at most %d --allow-uid/--allow-gid each\n",
@@ -195,53 +201,28 @@ int main(int argc, char **argv)
 				      &v) < 0)
 				return 2;
 			if (c == O_UID)
-				cfg.allow_uids[(*n)++] = v;
+				cfg->allow_uids[(*n)++] = v;
 			else
-				cfg.allow_gids[(*n)++] = v;
+				cfg->allow_gids[(*n)++] = v;
 			break;
 		}
 		case O_CHECK:
-			return check_system();
-		case O_NOMIG:
-			cfg.migrate = false;
+			*action = CHECK_SYSTEM;
 			break;
-		case O_BUDGET:
-			if (parse_u32(optarg, "--fast-budget-mib", 1, UINT32_MAX - 1, &v) < 0)
-				return 2;
-			cfg.fast_budget_bytes = (uint64_t)v << 20;
-			break;
-		case O_RATE:
-			if (parse_u32(optarg, "--rate-limit-mbps", 1, 1000000, &cfg.rate_limit_mbps) < 0)
-				return 2;
-			break;
-		case O_MIGEVERY:
-			if (parse_u32(optarg, "--migrate-every", 1, 10000, &cfg.migrate_every_epochs) < 0)
-				return 2;
-			break;
-		case O_RESERVE:
-			if (parse_u32(optarg, "--reserve-mib", 0, UINT32_MAX - 1, &v) < 0)
-				return 2;
-			cfg.reserve_bytes = (uint64_t)v << 20;
+		case O_CHECKCFG:
+			*action = CHECK_CONFIG;
 			break;
 		case O_SYSFS:
-			cfg.sysfs_root = optarg;
+			cfg->sysfs_root = optarg;
 			break;
-		case O_MIGMODE:
-			if (strcmp(optarg, "zap") == 0)
-				cfg.migrate_how = MIGRATE_ZAPPED;
-			else if (strcmp(optarg, "mapped") == 0)
-				cfg.migrate_how = MIGRATE_MAPPED;
-			else {
-				fprintf(stderr, "tierd: --migrate-mode: '%s' is not zap or mapped\n", optarg);
-				return 2;
-			}
+		case O_CONFIG:
 			break;
 		case 'v':
 			log_set_max_level(LOG_DEBUG);
 			break;
 		case 'h':
-			help();
-			return 0;
+			*action = HELP;
+			break;
 		default:
 			return 2;
 		}
@@ -250,10 +231,52 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tierd: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	if (config_validate(cfg, why, sizeof(why)) < 0) {
+		fprintf(stderr, "tierd: %s\n", why);
+		return 2;
+	}
+	return 0;
+}
 
+static int saved_argc;
+static char **saved_argv;
+
+/* SIGHUP: the same sources read again. */
+static int reload(struct tierd_config *cfg)
+{
+	enum action a;
+
+	return load_config(saved_argc, saved_argv, cfg, &a) ? -EINVAL : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct tierd_config cfg;
+	struct manager *m = NULL;
+	enum action action;
+	int r;
+
+	log_open();
+	if (load_config(argc, argv, &cfg, &action))
+		return 2;
+	switch (action) {
+	case HELP:
+		help();
+		return 0;
+	case CHECK_SYSTEM:
+		return check_system();
+	case CHECK_CONFIG:
+		config_dump(&cfg, stdout);
+		return 0;
+	case RUN:
+		break;
+	}
+	saved_argc = argc;
+	saved_argv = argv;
 	r = manager_new(&cfg, &m);
 	if (r < 0)
 		return 1;
+	m->reload = reload;
 	r = manager_run(m);
 	manager_free(m);
 	return r < 0 ? 1 : 0;

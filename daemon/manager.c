@@ -26,41 +26,6 @@
 #include "../lib/proto.h"
 #include "log.h"
 
-void tierd_config_defaults(struct tierd_config *cfg)
-{
-	*cfg = (struct tierd_config){
-		.epoch_ms = 100,
-		/* Sampling rate. tierd's CPU follows the faults it serves, and each window costs a
-		 * register, an unregister and up to window_bytes/page_size faults. 32 windows of
-		 * 32 KiB every 100 ms zap at most 2560 pages/s: measured ~1-2 % of a core (make
-		 * bench, daemon_cpu) and a hot set found within a second or two (tests/kernel). 32
-		 * live windows add ~64 VMAs to a client: far below vm.max_map_count (65530). */
-		.max_windows = 32,
-		.window_bytes = 32 * 1024,
-		.min_regions = 10,
-		.max_regions = 256,
-		.aggregate_epochs = 5,
-		.hot_threshold = 0.25f,
-		.merge_delta = 0.10f,
-		.heartbeat_ms = 250,
-		.max_clients = 4096,
-		.max_attach_per_client = 64,
-		/* A client more than 4 epochs behind on zaps is skipped until it catches up. */
-		.max_zaps_in_flight = 4,
-		.uffd_dev_path = "/dev/userfaultfd",
-		.migrate = true,
-		/* Hysteresis between the watermarks keeps demotion from running every pass. */
-		.high_wm = 0.95f,
-		.low_wm = 0.85f,
-		/* Well below what one core moves (GB/s): migration must not starve the fault path. */
-		.rate_limit_mbps = 512,
-		.migrate_every_epochs = 5,
-		.reserve_bytes = 64ull << 20,
-		.sysfs_root = "/sys",
-	};
-	snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", TIERD_DEFAULT_SOCKET);
-}
-
 static int epoll_add(struct manager *m, int fd, uint32_t events, struct watch *w)
 {
 	struct epoll_event ev = { .events = events, .data.ptr = w };
@@ -513,6 +478,8 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 
 	json_add(js, cap, &len,
 		 "{\"version\":%u,\"pid\":%d,\"uptime_s\":%.1f,\"epoch\":%u,\"numa_nodes\":%d,"
+		 "\"config\":{\"epoch_ms\":%u,\"max_windows\":%u,\"rate_limit_mbps\":%u,"
+		 "\"migration_mode\":\"%s\",\"migration_enabled\":%s},"
 		 "\"clients\":%u,\"stats\":{\"faults\":%" PRIu64 ",\"first_touch_faults\":%" PRIu64
 		 ",\"continue_eexist\":%" PRIu64 ",\"continue_retries\":%" PRIu64
 		 ",\"continue_absent\":%" PRIu64
@@ -528,7 +495,8 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 ",\"faults_held\":%" PRIu64 ",\"move_all_fallback\":%" PRIu64 ",\"passes\":%" PRIu64
 		 ",\"pass_usec_last\":%" PRIu64 ",\"pass_usec_max\":%" PRIu64 "},\"segments\":[",
 		 TIERD_PROTO_VERSION, (int)getpid(), (double)(now_usec() - m->started_usec) / 1e6,
-		 m->epoch, m->topo.nnodes, m->nclients, s->faults, s->first_touch_faults,
+		 m->epoch, m->topo.nnodes, m->cfg.epoch_ms, m->cfg.max_windows, m->cfg.rate_limit_mbps,
+		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", m->cfg.migrate ? "true" : "false", m->nclients, s->faults, s->first_touch_faults,
 		 s->continue_eexist, s->continue_retries, s->continue_absent, s->wake_after_unregister, s->windows_armed,
 		 s->windows_closed, s->zaps_sent, s->zaps_skipped, s->zap_acks, s->zap_errors, s->clients_accepted,
 		 s->clients_refused, s->clients_dropped, s->attach_refused, s->register_errors,
@@ -682,6 +650,47 @@ static void on_timer(struct manager *m)
 	sd_notify(0, "WATCHDOG=1");
 }
 
+/*
+ * SIGHUP: the configuration is read again, all or nothing. What the loop can change at once is
+ * applied; the socket and the registration strategy keep their values until a restart (said).
+ */
+static void manager_reload(struct manager *m)
+{
+	struct tierd_config n;
+	struct itimerspec its = { 0 };
+
+	if (!m->reload) {
+		log_info("Reload requested: no configuration to reload");
+		return;
+	}
+	if (m->reload(&n) < 0) {
+		log_error("Reload failed (above); the running configuration stays in force");
+		return;
+	}
+	if (strcmp(n.socket_path, m->cfg.socket_path))
+		log_warning("Reload: daemon.socket changes only at restart (still %s)", m->cfg.socket_path);
+	if (n.shmem_register_whole != m->cfg.shmem_register_whole)
+		log_warning("Reload: clients.shmem_registration changes only at restart");
+	snprintf(n.socket_path, sizeof(n.socket_path), "%s", m->cfg.socket_path);
+	n.shmem_register_whole = m->cfg.shmem_register_whole;
+	n.sysfs_root = m->cfg.sysfs_root;
+	if (n.max_windows > m->cfg.max_windows) /* capped at start by vm.max_map_count */
+		n.max_windows = m->cfg.max_windows;
+	if (n.epoch_ms != m->cfg.epoch_ms) {
+		its.it_value.tv_sec = its.it_interval.tv_sec = n.epoch_ms / 1000;
+		its.it_value.tv_nsec = its.it_interval.tv_nsec = (long)(n.epoch_ms % 1000) * 1000000L;
+		if (timerfd_settime(m->timer_fd, 0, &its, NULL) < 0) {
+			log_error_errno(-errno, "Reload: setting the epoch timer: %m; keeping %u ms",
+					m->cfg.epoch_ms);
+			n.epoch_ms = m->cfg.epoch_ms;
+		}
+	}
+	m->cfg = n;
+	log_info("Configuration reloaded (epoch %u ms, %u windows, migration %s, mode %s, rate %u MB/s)",
+		 n.epoch_ms, n.max_windows, n.migrate ? "on" : "off",
+		 n.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", n.rate_limit_mbps);
+}
+
 static void on_signal(struct manager *m)
 {
 	struct signalfd_siginfo si;
@@ -696,7 +705,7 @@ static void on_signal(struct manager *m)
 			break;
 		case SIGHUP:
 			sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec());
-			log_info("Reload requested: no reloadable settings yet in this version");
+			manager_reload(m);
 			sd_notify(0, "READY=1");
 			break;
 		}

@@ -123,6 +123,8 @@ struct manager {
 	struct migrate_stats mstats;
 	bool move_all; /* MPOL_MF_MOVE_ALL allowed (CAP_SYS_NICE) */
 	bool no_topology; /* no NUMA sysfs at start: one tier for good */
+	/* SIGHUP: reads the configuration again (NULL: nothing to reload). */
+	int (*reload)(struct tierd_config *cfg);
 	uint64_t tokens_bytes, tokens_usec;
 	unsigned batches_active; /* segments with a migration batch in flight */
 	int batch_fast, batch_slow; /* the batches' promotion and demotion nodes */

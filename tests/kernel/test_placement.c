@@ -124,13 +124,6 @@ static void test_one_node_track_only(void **state)
 	daemon_stop(d);
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	harness_cleanup();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -143,5 +136,5 @@ int main(void)
 		fprintf(stderr, "kernel tests need root\n");
 		return 77;
 	}
-	return cmocka_run_group_tests_name("placement on the host", tests, NULL, teardown);
+	return cmocka_run_group_tests_name("placement on the host", tests, NULL, harness_group_teardown);
 }

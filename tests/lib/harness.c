@@ -49,6 +49,13 @@ const char *harness_dir(void)
 	return dir;
 }
 
+int harness_group_teardown(void **state)
+{
+	(void)state;
+	harness_cleanup();
+	return 0;
+}
+
 void harness_cleanup(void)
 {
 	char cmd[128];

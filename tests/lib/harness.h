@@ -15,6 +15,8 @@ const char *harness_bin(const char *name);
 /* A fresh directory under /tmp, removed by harness_cleanup(). */
 const char *harness_dir(void);
 void harness_cleanup(void);
+/* harness_cleanup() as a cmocka group teardown. */
+int harness_group_teardown(void **state);
 
 /* Starts tierd on `sock` with extra args (NULL-terminated). Waits until it accepts. -1 on failure. */
 pid_t daemon_start(const char *sock, ...) __attribute__((sentinel));

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Configuration: defaults, /etc/tierd/tierd.conf and its drop-ins (tierd.conf.d/NAME.conf, in name
+ * order, later wins), INI read with libinih. Every key is in one table (config.c) with its type
+ * and range, documented in config/tierd.conf; the command line sets the same keys through it, so
+ * a value means the same thing wherever it comes from. Errors name file:line, the key and the
+ * reason; a file with any error changes nothing.
+ */
+#ifndef TIERD_CONFIG_H
+#define TIERD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "manager.h"
+
+#define TIERD_DEFAULT_CONFIG "/etc/tierd/tierd.conf"
+
+/* Sets section.key from its text form. Returns 0, -ENOENT (no such key) or -EINVAL, with the
+ * reason in `why`. */
+int config_set(struct tierd_config *cfg, const char *section, const char *key, const char *value,
+	       char *why, size_t whylen);
+
+/* Checks what no single key can: values that depend on each other. */
+int config_validate(const struct tierd_config *cfg, char *why, size_t whylen);
+
+/*
+ * Reads `path` and then every `path`.d/ *.conf in name order over *cfg. A missing `path` is an
+ * error only when must_exist. All or nothing: on any error *cfg is unchanged and `err` says
+ * "file:line: section.key: reason". Returns 0 or a negative errno.
+ */
+int config_load(const char *path, bool must_exist, struct tierd_config *cfg, char *err, size_t errlen);
+
+/* Writes the configuration in the format config_load() reads, every key. */
+void config_dump(const struct tierd_config *cfg, FILE *f);
+
+#endif
