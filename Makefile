@@ -15,6 +15,8 @@ LIBDIR   ?= $(PREFIX)/lib
 INCDIR   ?= $(PREFIX)/include
 SYSCONFDIR ?= /etc
 DOCDIR   ?= $(PREFIX)/share/doc/tierd
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 CC       ?= cc
 PKG_CONFIG ?= pkg-config
@@ -163,6 +165,11 @@ install: all
 	# The documented example; an existing configuration is never overwritten.
 	install -d $(DESTDIR)$(SYSCONFDIR)/tierd/tierd.conf.d $(DESTDIR)$(DOCDIR)
 	install -m 0644 config/tierd.conf $(DESTDIR)$(DOCDIR)/tierd.conf.example
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/tierd.service.in >$(DESTDIR)$(UNITDIR)/tierd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/tierd.service
+	install -m 0644 systemd/tierd.socket $(DESTDIR)$(UNITDIR)/tierd.socket
+	install -m 0644 systemd/tierd.sysusers $(DESTDIR)$(SYSUSERSDIR)/tierd.conf
 
 clean:
 	rm -rf build
