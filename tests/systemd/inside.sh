@@ -1,0 +1,59 @@
+#!/bin/bash
+# Runs as a oneshot unit inside the systemd-nspawn container of run-nspawn.sh, after
+# multi-user.target: checks tierd under a real systemd, then ends the container with
+# `systemctl exit STATUS` (nspawn's exit status is the verdict). Lines go to /out/log.
+set -u
+exec >>/out/log 2>&1
+sock=/run/tierd/tierd.sock
+say() { echo "inside: $*"; }
+fail() {
+	say "FAIL: $*"
+	systemctl status --no-pager tierd.socket tierd.service 2>&1 | sed 's/^/  /'
+	journalctl -u tierd --no-pager | tail -40 | sed 's/^/  journal: /'
+	systemctl exit 1
+	exit 1
+}
+active() { [ "$(systemctl is-active "$1")" = active ]; }
+
+# 1. Socket activation: the socket listens, the service starts with the first client.
+active tierd.socket || fail "tierd.socket is not active"
+active tierd.service && fail "tierd.service runs before any client connected"
+[ "$(stat -c '%a %G' $sock)" = "660 tierd" ] || fail "socket mode/group: $(stat -c '%a %G' $sock)"
+tier-client --socket $sock --kind shmem --mib 8 --threads 1 --ms 1500 --wait-tracked 10000 ||
+	fail "a client could not attach through the socket"
+active tierd.service || fail "the first client did not start tierd.service"
+say "socket activation: ok"
+
+# 2. READY and STATUS.
+status=$(systemctl show -p StatusText --value tierd.service)
+[ -n "$status" ] || fail "no STATUS= text"
+say "STATUS=$status"
+
+# 3. Reload applies a config change (RELOADING=1 ... READY=1 around it).
+mkdir -p /etc/tierd
+printf '[sampling]\nepoch_ms = 40\n' >/etc/tierd/tierd.conf
+systemctl reload tierd.service || fail "systemctl reload failed"
+tierctl --socket $sock status --json | grep -q '"epoch_ms":40' || fail "the reload did not apply"
+say "reload: ok"
+
+# 4. A main loop that stops making progress is killed by the watchdog and restarted, and the
+# socket serves on.
+pid=$(systemctl show -p MainPID --value tierd.service)
+kill -STOP "$pid"
+for _ in $(seq 300); do
+	new=$(systemctl show -p MainPID --value tierd.service)
+	[ "$new" != "$pid" ] && [ "$new" != 0 ] && active tierd.service && break
+	sleep 0.1
+done
+[ "$new" != "$pid" ] && [ "$new" != 0 ] || fail "the watchdog did not restart a stopped tierd"
+restarts=$(systemctl show -p NRestarts --value tierd.service)
+say "watchdog: pid $pid stopped, restarted as $new (NRestarts=$restarts)"
+tier-client --socket $sock --kind shmem --mib 8 --threads 1 --ms 1000 --wait-tracked 10000 ||
+	fail "no client could attach after the restart"
+
+# 5. The journal has tierd's own lines.
+journalctl -u tierd --no-pager | grep -q "tierd ready" || fail "tierd's log is not in the journal"
+journalctl -u tierd --no-pager | grep -qi "watchdog" || fail "the journal does not show the watchdog"
+say "journal: ok"
+say PASS
+systemctl exit 0
