@@ -90,17 +90,28 @@ static void check_hot_set(enum tier_kind kind, size_t size, uint64_t lo, uint64_
 	pthread_create(&t.th, NULL, touch_loop, &t);
 	msleep(ms);
 
+	/* The estimate is sampled: regions split and merge as evidence comes, and one straddling
+	 * the hot set's edge can score hot for a while. Ask again (up to 5 s more) until it meets
+	 * the bounds below; the last answer is what is judged. */
 	bits = calloc((npages + 7) / 8, 1);
-	assert_int_equal(tier_segment_heat(seg, bits, npages, &faults), 0);
+	assert_non_null(bits);
+	for (int tries = 0;; tries++) {
+		memset(bits, 0, (npages + 7) / 8);
+		assert_int_equal(tier_segment_heat(seg, bits, npages, &faults), 0);
+		tp = fp = fn = 0;
+		for (uint64_t p = 0; p < npages; p++) {
+			bool hot = bits[p / 8] & (1u << (p % 8)), truth = p >= lo && p < hi;
+
+			tp += hot && truth;
+			fp += hot && !truth;
+			fn += !hot && truth;
+		}
+		if ((tp >= (hi - lo) * 8 / 10 && fp <= (hi - lo) * 3 / 10 + 1) || tries == 10)
+			break;
+		msleep(500);
+	}
 	atomic_store(&t.stop, true);
 	pthread_join(t.th, NULL);
-	for (uint64_t p = 0; p < npages; p++) {
-		bool hot = bits[p / 8] & (1u << (p % 8)), truth = p >= lo && p < hi;
-
-		tp += hot && truth;
-		fp += hot && !truth;
-		fn += !hot && truth;
-	}
 	print_message("%s: %llu pages, true hot %llu: found %llu right, %llu wrong, %llu missed; "
 		      "%llu faults\n",
 		      kind == TIER_HUGETLB ? "hugetlb" : "shmem", (unsigned long long)npages,
