@@ -100,7 +100,7 @@ static int check_system(void)
 	return bad;
 }
 
-/* Long options that set a configuration key (tierd.conf(5)): the value goes through the same
+/* Long options that set a configuration key (config/tierd.conf): the value goes through the same
  * table as the file's, so it means the same thing. */
 static const struct {
 	const char *option, *section, *key, *fixed; /* fixed: the value, for flags */
