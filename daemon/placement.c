@@ -302,13 +302,10 @@ static int by_page(const void *a, const void *b)
 /* What one batch may move in a pass's time budget, from the throughput measured so far: more
  * would only zap pages that then wait for nothing. At least a swap of the largest pages (one
  * promoted, one demoted to make its room): below that a full fast tier could never change. */
-static uint64_t batch_cap_bytes(const struct manager *m, struct segment **segs, unsigned nsegs)
+static uint64_t batch_cap_bytes(const struct manager *m, uint64_t floor)
 {
-	uint64_t floor = 0;
 	double cap;
 
-	for (unsigned i = 0; i < nsegs; i++)
-		floor = 2 * segs[i]->page_size > floor ? 2 * segs[i]->page_size : floor;
 	if (m->mstats.move_usec < 20000 || !m->mstats.bytes_moved)
 		cap = BATCH_FIRST_BYTES;
 	else
@@ -445,6 +442,15 @@ static void batch_end(struct manager *m, struct segment *seg, uint64_t up, uint6
 	manager_batch_drop(m, seg);
 }
 
+/* True while a client of the segment has not acknowledged its batch's zap. */
+static bool batch_waiting(const struct segment *seg)
+{
+	for (const struct attachment *a = seg->attachments; a; a = a->seg_next)
+		if (!a->dead && a->batch_waiting)
+			return true;
+	return false;
+}
+
 /* The batches of one pass finish together, once none waits for a zap any more (or its wait is
  * over): every demotion first, then every promotion, as a mapped-mode pass does — a promotion
  * in one segment may count on the room a demotion in another makes. */
@@ -460,22 +466,14 @@ void manager_batches_poll(struct manager *m)
 		return;
 	now = now_usec();
 	for (struct segment *seg = m->segments; seg && n < POLL_MAX_SEGS; seg = seg->next) {
-		bool waiting = false;
-
 		if (!seg->batch.active)
 			continue;
-		for (struct attachment *a = seg->attachments; a && !waiting; a = a->seg_next)
-			waiting = !a->dead && a->batch_waiting;
-		if (waiting && now < seg->batch.deadline_usec)
+		if (batch_waiting(seg) && now < seg->batch.deadline_usec)
 			return;
 		ready[n++] = seg;
 	}
 	for (unsigned i = 0; i < n; i++)
-		for (struct attachment *a = ready[i]->attachments; a; a = a->seg_next)
-			if (!a->dead && a->batch_waiting) {
-				m->stats.batch_timeouts++;
-				break;
-			}
+		m->stats.batch_timeouts += batch_waiting(ready[i]);
 	deadline = now + PASS_BUDGET_USEC;
 	for (unsigned i = 0; i < n; i++)
 		down[i] = batch_move(m, ready[i], true, deadline);
@@ -509,7 +507,7 @@ static void batches_start(struct manager *m, struct segment **segs, unsigned nse
 	}
 }
 
-static void pass(struct manager *m, struct segment **segs, unsigned nsegs);
+static void pass(struct manager *m, struct segment **segs, unsigned nsegs, uint64_t swap_bytes);
 
 void manager_placement(struct manager *m)
 {
@@ -553,12 +551,12 @@ void manager_placement(struct manager *m)
 	m->tokens_bytes += (now - m->tokens_usec) * (uint64_t)m->cfg.rate_limit_mbps; /* MB/s = B/us */
 	m->tokens_usec = now;
 	bucket = (uint64_t)m->cfg.rate_limit_mbps * 1000000u;
-	if (bucket < 2 * max_page)
+	if (bucket < 2 * max_page) /* a swap of the largest pages */
 		bucket = 2 * max_page;
 	if (m->tokens_bytes > bucket)
 		m->tokens_bytes = bucket;
 	m->mstats.passes++;
-	pass(m, segs, nsegs);
+	pass(m, segs, nsegs, 2 * max_page);
 	m->mstats.pass_usec_last = now_usec() - now;
 	if (m->mstats.pass_usec_last > m->mstats.pass_usec_max)
 		m->mstats.pass_usec_max = m->mstats.pass_usec_last;
@@ -566,7 +564,8 @@ void manager_placement(struct manager *m)
 
 /* One pass over the segments with clients: where pages are, the plan, and its moves (or, in zap
  * mode, its batches' zaps). */
-static void pass(struct manager *m, struct segment **segs, unsigned nsegs)
+/* swap_bytes: a swap of the largest pages, the least any cap must let through. */
+static void pass(struct manager *m, struct segment **segs, unsigned nsegs, uint64_t swap_bytes)
 {
 	struct migrate_budget b = { .high_wm = m->cfg.high_wm, .low_wm = m->cfg.low_wm,
 				    .hot_threshold = m->cfg.hot_threshold };
@@ -600,7 +599,7 @@ static void pass(struct manager *m, struct segment **segs, unsigned nsegs)
 		return;
 	b.max_move_bytes = m->tokens_bytes;
 	if (m->cfg.migrate_how == MIGRATE_ZAPPED) {
-		uint64_t cap = batch_cap_bytes(m, segs, nsegs);
+		uint64_t cap = batch_cap_bytes(m, swap_bytes);
 
 		b.max_move_bytes = cap < b.max_move_bytes ? cap : b.max_move_bytes;
 	}
