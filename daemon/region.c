@@ -130,6 +130,7 @@ void region_set_commit(struct region_set *rs)
 		if (r->acc_pages == 0)
 			continue;
 		frac = (float)r->acc_hits / (float)r->acc_pages;
+		r->prev_score = r->score;
 		r->score = r->samples ? (1.0f - SCORE_NEW_WEIGHT) * r->score + SCORE_NEW_WEIGHT * frac
 				      : frac;
 		r->samples++;
@@ -153,6 +154,8 @@ static void merge(struct region_set *rs, float merge_delta)
 		if (out + 1 + (rs->n - i) > rs->min_regions && d <= merge_delta &&
 		    la + lb <= size_limit) {
 			a->score = (a->score * (float)la + b->score * (float)lb) / (float)(la + lb);
+			a->prev_score = (a->prev_score * (float)la + b->prev_score * (float)lb) /
+					(float)(la + lb);
 			a->samples = a->samples < b->samples ? a->samples : b->samples;
 			a->end = b->end;
 		} else {
@@ -179,7 +182,7 @@ static void split(struct region_set *rs)
 		     rng_below(rs, len - 2 * rs->min_region_pages + 1);
 		memmove(&rs->r[i + 2], &rs->r[i + 1], (rs->n - i - 1) * sizeof(*r));
 		rs->r[i + 1] = (struct region){ .start = at, .end = r->end, .score = r->score,
-						.samples = r->samples, .acc_pages = 0, .acc_hits = 0 };
+						.prev_score = r->prev_score, .samples = r->samples, .acc_pages = 0, .acc_hits = 0 };
 		r->end = at;
 		rs->n++;
 	}

@@ -18,6 +18,7 @@
 struct region {
 	uint64_t start, end; /* pages [start, end) */
 	float score;         /* 0..1: estimated share of the region's pages touched per epoch */
+	float prev_score;    /* the score before the latest sample (policies tell sweeps from heat) */
 	uint32_t samples;    /* epochs in which the region was sampled */
 	uint32_t acc_pages, acc_hits; /* this epoch's closed windows, folded in by region_set_commit */
 };
