@@ -1,5 +1,5 @@
 # tierd — plain Makefile. Outputs go under build/ (build/san/ for SANITIZE=1).
-#   make            build everything        make check     unit + kernel tests
+#   make            build everything        make check     man lint + unit + kernel tests
 #   make demo       see tiering happen      make bench     benchmarks → bench/results/
 #   make install    DESTDIR/PREFIX aware    make help      this list
 .DELETE_ON_ERROR:
@@ -15,6 +15,7 @@ LIBDIR   ?= $(PREFIX)/lib
 INCDIR   ?= $(PREFIX)/include
 SYSCONFDIR ?= /etc
 DOCDIR   ?= $(PREFIX)/share/doc/tierd
+MANDIR   ?= $(PREFIX)/share/man
 UNITDIR  ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
@@ -34,7 +35,7 @@ endif
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wno-missing-field-initializers -fPIC -D_GNU_SOURCE $(SANFLAGS)
-CPPFLAGS += -Iinclude -Ilib -Idaemon -Itests/lib
+CPPFLAGS += -Iinclude -Ilib -Idaemon -Ipolicy -Itests/lib
 LDFLAGS  += $(SANFLAGS)
 LIBS_D   := $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null || echo -lsystemd) -lnuma \
             $(shell $(PKG_CONFIG) --libs inih 2>/dev/null || echo -linih) -lm
@@ -49,8 +50,10 @@ say =
 endif
 
 COMMON_SRC := lib/uffd.c lib/proto.c
+POLICY_SRC := policy/host.c policy/builtin_hotness.c policy/builtin_none.c policy/trace.c
 DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
-              daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c daemon/config.c
+              daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c daemon/config.c \
+              daemon/policyd.c daemon/record.c $(POLICY_SRC)
 LIBTIER_SRC := lib/libtier.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -59,14 +62,19 @@ TIERD      := $(BUILD)/tierd
 LIBTIER_SO := $(BUILD)/libtier.so.1
 LIBTIER_A  := $(BUILD)/libtier.a
 TOOLS      := $(BUILD)/tierd-demo $(BUILD)/tierd-bench $(BUILD)/tierctl
+# The example policy module (examples/policy-example), built by its own Makefile.
+EXAMPLES   := $(BUILD)/examples/recency.so
+# man/NAME.N.scd → $(BUILD)/man/NAME.N
+MAN_PAGES  := $(patsubst man/%.scd,$(BUILD)/man/%,$(wildcard man/*.scd))
 
 UNIT_TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 KERNEL_TESTS := $(patsubst tests/kernel/%.c,$(BUILD)/tests/kernel/%,$(wildcard tests/kernel/test_*.c))
 VM_TESTS     := $(patsubst tests/vm/%.c,$(BUILD)/tests/vm/%,$(wildcard tests/vm/test_*.c))
 TEST_HELPERS := $(BUILD)/tests/helpers/tier-client
 
-.PHONY: all check check-unit check-kernel check-vm check-systemd demo demo-vm bench install clean help
-all: $(TIERD) $(LIBTIER_SO) $(LIBTIER_A) $(TOOLS)
+.PHONY: all check check-unit check-kernel check-vm check-systemd check-man demo demo-vm bench install \
+	clean help
+all: $(TIERD) $(LIBTIER_SO) $(LIBTIER_A) $(TOOLS) $(EXAMPLES) $(MAN_PAGES)
 
 $(BUILD)/obj/%.o: %.c
 	$(call say,CC,$<)
@@ -95,13 +103,37 @@ $(BUILD)/tierctl: $(call obj,tools/tierctl.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread
 
+# The example builds against the public header alone, exactly as an outside author's would; only
+# the sanitizer flags are passed down, so that SANITIZE=1 tests load an instrumented module.
+$(BUILD)/examples/recency.so: examples/policy-example/recency.c examples/policy-example/Makefile \
+		include/tierd/policy.h
+	$(call say,MAKE,$@)
+	$(Q)$(MAKE) $(if $(Q),-s) -C examples/policy-example O=$(abspath $(BUILD)/examples) CC="$(CC)" \
+		CFLAGS="-O2 -g $(SANFLAGS)" LDFLAGS="$(SANFLAGS)" TIERD_INCLUDE=$(abspath include)
+
+# scdoc renders; man/tidy.awk drops the no-op paragraph macros it emits around headings.
+$(BUILD)/man/%: man/%.scd man/tidy.awk
+	$(call say,SCDOC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)scdoc <$< >$@.tmp && awk -f man/tidy.awk $@.tmp >$@ && rm -f $@.tmp
+
+# Every rendered page must be lint-clean: mandoc prints nothing at -W warning for a good page.
+check-man: $(MAN_PAGES)
+	$(Q)rc=0; for m in $(MAN_PAGES); do \
+		out=$$(mandoc -T lint -W warning $$m 2>&1); \
+		if [ -n "$$out" ]; then echo "$$out"; rc=1; fi; \
+	done; exit $$rc
+
 # Unit tests link the daemon's pure modules directly.
 UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c daemon/migrate.c daemon/tiers.c \
-	daemon/config.c $(COMMON_SRC))
+	daemon/config.c $(POLICY_SRC) $(COMMON_SRC))
 $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lnuma -linih -lm
+
+# test_recency dlopens the example module from $(BUILD)/examples at run time (not linked).
+$(BUILD)/tests/unit/test_recency: | $(EXAMPLES)
 
 $(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
@@ -123,7 +155,14 @@ $(BUILD)/tests/helpers/%: $(call obj,tests/helpers/%.c tests/lib/harness.c) $(LI
 # unit; sanitizer builds skip it (the unit's syscall filter and LockPersonality are not for them).
 # Exit 77 is a skip, said by the script.
 CHECK_SYSTEMD = $(Q)BUILD=$(BUILD) tests/systemd/run-nspawn.sh; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
-check: all $(UNIT_TESTS) $(KERNEL_TESTS) $(TEST_HELPERS)
+# Policy modules the loader tests dlopen (tests/policy/: misbehaving on purpose).
+TEST_MODULES := $(patsubst tests/policy/%.c,$(BUILD)/tests/policy/%.so,$(wildcard tests/policy/*.c))
+$(BUILD)/tests/policy/%.so: tests/policy/%.c include/tierd/policy.h
+	$(call say,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -shared -o $@ $< $(LDFLAGS)
+
+check: all check-man $(UNIT_TESTS) $(KERNEL_TESTS) $(TEST_HELPERS) $(TEST_MODULES)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(KERNEL_TESTS)
 ifeq ($(SANITIZE),0)
 	$(CHECK_SYSTEMD)
@@ -132,7 +171,7 @@ endif
 check-systemd: all $(TEST_HELPERS)
 	$(CHECK_SYSTEMD)
 
-check-unit: $(UNIT_TESTS)
+check-unit: $(UNIT_TESTS) $(TEST_MODULES)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS)
 
 check-kernel: all $(KERNEL_TESTS) $(TEST_HELPERS)
@@ -171,7 +210,13 @@ install: all
 	install -m 0755 $(LIBTIER_SO) $(DESTDIR)$(LIBDIR)/libtier.so.1
 	ln -sf libtier.so.1 $(DESTDIR)$(LIBDIR)/libtier.so
 	install -m 0644 $(LIBTIER_A) $(DESTDIR)$(LIBDIR)/libtier.a
-	install -m 0644 include/tierd/tier.h include/tierd/proto.h $(DESTDIR)$(INCDIR)/tierd/
+	install -m 0644 include/tierd/tier.h include/tierd/proto.h include/tierd/policy.h \
+		$(DESTDIR)$(INCDIR)/tierd/
+	# Each page into the directory of its section (tierd-policy.7 → man7/).
+	for m in $(MAN_PAGES); do sec=$${m##*.}; \
+		install -d $(DESTDIR)$(MANDIR)/man$$sec && install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$sec/ \
+			|| exit 1; \
+	done
 	# The documented example; an existing configuration is never overwritten.
 	install -d $(DESTDIR)$(SYSCONFDIR)/tierd/tierd.conf.d $(DESTDIR)$(DOCDIR)
 	install -m 0644 config/tierd.conf $(DESTDIR)$(DOCDIR)/tierd.conf.example

@@ -23,6 +23,7 @@
 #include "../lib/proto.h"
 #include "../lib/uffd.h"
 #include "log.h"
+#include "host.h"
 #include "manager.h"
 
 /* A CONTINUE that keeps answering EAGAIN (mmap changing under it) is retried this often, then the
@@ -187,6 +188,8 @@ int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_a
 	a->client_next = c->attachments;
 	c->attachments = a;
 	c->nattach++;
+	if (new_seg)
+		manager_policy_seg_add(m, seg);
 	*ret = a;
 	return 0;
 
@@ -237,6 +240,7 @@ void attachment_release(struct manager *m, struct attachment *a)
 		}
 	if (seg->nattach == 0) {
 		manager_batch_drop(m, seg);
+		manager_policy_seg_remove(m, seg);
 		/* Last process gone: drop the memfd and alias so the application's memory is freed
 		 * (after the epoll batch, like every object that dies inside it). */
 		segment_unlink(m, seg);
@@ -323,8 +327,10 @@ static int handle_fault(struct manager *m, struct attachment *a, uint64_t addr)
 		/* A page this process never had mapped (new or forked process): not heat. */
 		seg->first_touch_faults++;
 		m->stats.first_touch_faults++;
+		manager_policy_event(m, seg, page, TIERD_EV_FIRST_TOUCH);
 	} else {
 		page_touch(&seg->pages[page], m->epoch);
+		manager_policy_event(m, seg, page, TIERD_EV_FAULT);
 	}
 	/* A minor fault is only raised for a page in the page cache. */
 	seg->pages[page].flags |= PS_EXISTS;
@@ -401,10 +407,29 @@ static int map_back(struct manager *m, struct attachment *a, uint64_t first, uin
 	return 0;
 }
 
+/* Keeps the windows that are closing for the policy's view (tierd_seg_view.closed). */
+static void keep_closed(struct segment *seg)
+{
+	seg->nclosed = 0;
+	if (seg->nwindows > seg->closed_cap) {
+		struct tierd_window *w = realloc(seg->closed, seg->nwindows * sizeof(*w));
+
+		if (!w)
+			return;
+		seg->closed = w;
+		seg->closed_cap = seg->nwindows;
+	}
+	for (size_t i = 0; i < seg->nwindows; i++)
+		seg->closed[i] = (struct tierd_window){ .seg = seg->id, .start = seg->windows[i].start,
+							.npages = seg->windows[i].npages };
+	seg->nclosed = seg->nwindows;
+}
+
 static void close_windows(struct manager *m, struct segment *seg)
 {
 	uint64_t ps = seg->page_size;
 
+	keep_closed(seg);
 	for (size_t i = 0; i < seg->nwindows; i++) {
 		const struct region_window *w = &seg->windows[i];
 		uint64_t hits = 0;
@@ -531,20 +556,40 @@ void attachment_batch_release(struct manager *m, struct attachment *a)
 	}
 }
 
-static void arm_windows(struct manager *m, struct segment *seg, size_t budget)
+/* The segment's windows for the next epoch: the policy's, when it picks them; else the regions'. */
+static void pick_windows(struct manager *m, struct segment *seg, size_t budget)
 {
-	uint64_t ps = seg->page_size, wp = segment_window_pages(m, seg);
-	struct attachment *a, *next;
+	bool by_policy = m->policy && policy_picks_windows(m->policy);
+	size_t need = by_policy ? m->npwindows : budget;
 
-	if (budget > seg->windows_cap) {
-		struct region_window *w = realloc(seg->windows, budget * sizeof(*w));
+	seg->nwindows = 0;
+	if (need > seg->windows_cap) {
+		struct region_window *w = realloc(seg->windows, need * sizeof(*w));
 
 		if (!w)
 			return;
 		seg->windows = w;
-		seg->windows_cap = budget;
+		seg->windows_cap = need;
 	}
-	seg->nwindows = region_set_pick(&seg->regions, budget, wp, seg->windows);
+	if (!by_policy) {
+		seg->nwindows = region_set_pick(&seg->regions, budget, segment_window_pages(m, seg),
+						seg->windows);
+		return;
+	}
+	/* Validated by the host: inside the segment, no overlaps, at most max_windows. */
+	for (size_t i = 0; i < m->npwindows; i++)
+		if (m->pwindows[i].seg == seg->id)
+			seg->windows[seg->nwindows++] = (struct region_window){
+				.start = m->pwindows[i].start, .npages = m->pwindows[i].npages,
+				.region = region_set_find(&seg->regions, m->pwindows[i].start) };
+}
+
+static void arm_windows(struct manager *m, struct segment *seg, size_t budget)
+{
+	uint64_t ps = seg->page_size;
+	struct attachment *a, *next;
+
+	pick_windows(m, seg, budget);
 	for (size_t i = 0; i < seg->nwindows; i++) {
 		const struct region_window *w = &seg->windows[i];
 
@@ -591,7 +636,8 @@ void manager_epoch(struct manager *m)
 			region_set_adapt(&s->regions, m->cfg.merge_delta);
 		active += s->nattach > 0;
 	}
-	/* Placement runs on closed windows' scores, before new windows are zapped. */
+	/* The policy decides (and placement runs) on closed windows' scores, before new windows
+	 * are zapped. */
 	manager_placement(m);
 	if (!active || m->cfg.max_windows == 0)
 		return;

@@ -13,6 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef TIERD_POLICY_DIR
+/* Where policy modules are looked up (policy.module_dir); the Makefile sets it from LIBDIR. */
+#define TIERD_POLICY_DIR "/usr/local/lib/tierd/policies"
+#endif
+
 void tierd_config_defaults(struct tierd_config *cfg)
 {
 	*cfg = (struct tierd_config){
@@ -44,11 +49,15 @@ void tierd_config_defaults(struct tierd_config *cfg)
 		.migrate_every_epochs = 5,
 		.reserve_bytes = 64ull << 20,
 		.sysfs_root = "/sys",
+		.policy_name = "hotness",
+		.policy_dir = TIERD_POLICY_DIR,
 	};
 	snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", TIERD_DEFAULT_SOCKET);
 }
 
-enum key_type { K_U32, K_BYTES, K_FLOAT, K_BOOL, K_PATH, K_MODE, K_REG, K_USERS, K_GROUPS };
+
+enum key_type { K_U32, K_BYTES, K_FLOAT, K_BOOL, K_PATH, K_MODE, K_REG, K_USERS, K_GROUPS, K_NAME,
+		K_DIR };
 
 struct key {
 	const char *section, *name;
@@ -74,6 +83,8 @@ static const struct key keys[] = {
 	{ "migration", "high_watermark", K_FLOAT, F(high_wm), 0.01, 1, 0 },
 	{ "migration", "low_watermark", K_FLOAT, F(low_wm), 0.0, 1, 0 },
 	{ "migration", "reserve_mib", K_BYTES, F(reserve_bytes), 0, UINT32_MAX - 1, 1 << 20 },
+	{ "policy", "name", K_NAME, F(policy_name), 0, 0, 0 },
+	{ "policy", "module_dir", K_DIR, F(policy_dir), 0, 0, 0 },
 	{ "clients", "allow_users", K_USERS, F(allow_uids), 0, 0, 0 },
 	{ "clients", "allow_groups", K_GROUPS, F(allow_gids), 0, 0, 0 },
 	{ "clients", "heartbeat_ms", K_U32, F(heartbeat_ms), 10, 60000, 0 },
@@ -165,6 +176,35 @@ static bool parse_bool(const char *v, bool *out)
 	return false;
 }
 
+/* [policy.NAME] key = value: kept as text; the policy itself checks them when it starts (tierd
+ * --check-config starts it), since only it knows its parameters. */
+static int set_policy_param(struct tierd_config *cfg, const char *policy, const char *name,
+			    const char *value, char *why, size_t whylen)
+{
+	struct tierd_policy_kv *kv = NULL;
+
+	if (!policy[0] || strlen(policy) >= sizeof(kv->policy) || strlen(name) >= sizeof(kv->key) ||
+	    strlen(value) >= sizeof(kv->value)) {
+		snprintf(why, whylen, "policy name, key or value too long (%zu, %zu, %zu bytes at most)",
+			 sizeof(kv->policy) - 1, sizeof(kv->key) - 1, sizeof(kv->value) - 1);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < cfg->n_policy_params && !kv; i++)
+		if (!strcmp(cfg->policy_params[i].policy, policy) && !strcmp(cfg->policy_params[i].key, name))
+			kv = &cfg->policy_params[i];
+	if (!kv) {
+		if (cfg->n_policy_params == TIERD_MAX_POLICY_PARAMS) {
+			snprintf(why, whylen, "more than %d policy parameters", TIERD_MAX_POLICY_PARAMS);
+			return -EINVAL;
+		}
+		kv = &cfg->policy_params[cfg->n_policy_params++];
+	}
+	snprintf(kv->policy, sizeof(kv->policy), "%s", policy);
+	snprintf(kv->key, sizeof(kv->key), "%s", name);
+	snprintf(kv->value, sizeof(kv->value), "%s", value);
+	return 0;
+}
+
 int config_set(struct tierd_config *cfg, const char *section, const char *name, const char *value,
 	       char *why, size_t whylen)
 {
@@ -174,6 +214,8 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 	bool b;
 	int r;
 
+	if (!strncmp(section, "policy.", 7))
+		return set_policy_param(cfg, section + 7, name, value, why, whylen);
 	if (!k) {
 		snprintf(why, whylen, "unknown key (config/tierd.conf lists every key)");
 		return -ENOENT;
@@ -232,6 +274,24 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 		return parse_ids(value, true, cfg->allow_uids, &cfg->n_allow_uids, why, whylen);
 	case K_GROUPS:
 		return parse_ids(value, false, cfg->allow_gids, &cfg->n_allow_gids, why, whylen);
+	case K_NAME:
+		/* A built-in's name, a module's name in module_dir, or an absolute .so path. */
+		if (!value[0] || strlen(value) >= sizeof(cfg->policy_name) ||
+		    (value[0] != '/' && strpbrk(value, "/ \t"))) {
+			snprintf(why, whylen, "'%s' is not a policy name or an absolute path shorter "
+				 "than %zu bytes", value, sizeof(cfg->policy_name));
+			return -EINVAL;
+		}
+		snprintf(p, sizeof(cfg->policy_name), "%s", value);
+		return 0;
+	case K_DIR:
+		if (value[0] != '/' || strlen(value) >= sizeof(cfg->policy_dir)) {
+			snprintf(why, whylen, "'%s' is not an absolute path shorter than %zu bytes", value,
+				 sizeof(cfg->policy_dir));
+			return -EINVAL;
+		}
+		snprintf(p, sizeof(cfg->policy_dir), "%s", value);
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -443,6 +503,8 @@ void config_dump(const struct tierd_config *cfg, FILE *f)
 			fputs(*(const bool *)p ? "yes" : "no", f);
 			break;
 		case K_PATH:
+		case K_NAME:
+		case K_DIR:
 			fputs(p, f);
 			break;
 		case K_MODE:
@@ -459,5 +521,12 @@ void config_dump(const struct tierd_config *cfg, FILE *f)
 			break;
 		}
 		fputc('\n', f);
+	}
+	for (unsigned i = 0; i < cfg->n_policy_params; i++) {
+		const struct tierd_policy_kv *kv = &cfg->policy_params[i];
+
+		if (!i || strcmp(kv->policy, cfg->policy_params[i - 1].policy))
+			fprintf(f, "\n[policy.%s]\n", kv->policy);
+		fprintf(f, "%s = %s\n", kv->key, kv->value);
 	}
 }

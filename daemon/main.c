@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* tierd entry point: options, feature probe, then the manager's loop. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -10,12 +11,16 @@
 #include <unistd.h>
 
 #include "../lib/uffd.h"
+#include "host.h"
 #include "log.h"
 #include "config.h"
 #include "manager.h"
 
 static void help(void)
 {
+	struct tierd_config defaults;
+
+	tierd_config_defaults(&defaults);
 	printf("Usage: tierd [OPTIONS]\n"
 	       "Keeps the hot pages of applications' shared memory on the fast NUMA node.\n\n"
 	       "  -s, --socket PATH          listen on PATH (default %s; a socket passed by\n"
@@ -40,6 +45,15 @@ static void help(void)
 	       "      --migrate-mode zap|mapped\n"
 	       "                             move pages while clients have them zapped (default),\n"
 	       "                             or while mapped (MPOL_MF_MOVE_ALL, needs CAP_SYS_NICE)\n"
+	       "      --policy NAME|PATH     placement policy: hotness (default), lru, none, or a\n"
+	       "                             module NAME.so in --policy-dir / an absolute path\n"
+	       "      --policy-dir DIR       policy modules' directory (root-owned, not group- or\n"
+	       "                             world-writable; default %s)\n"
+	       "      --policy-param K=V     a parameter of the policy (repeatable)\n"
+	       "      --policy-seed N        seed for policies that randomise (default 0)\n"
+	       "      --decision-log FILE    write every decision of the policy to FILE\n"
+	       "      --record FILE          record the policy's input from the start (tierd-sim\n"
+	       "                             replays it); --record-max-mib N caps it (default 256)\n"
 	       "      --check-system         report the kernel features tierd needs and exit\n"
 	       "      --config PATH          configuration file (default %s, and PATH.d/*.conf);\n"
 	       "                             options given here override it\n"
@@ -47,7 +61,7 @@ static void help(void)
 	       "                             it is invalid, with file:line and the reason)\n"
 	       "  -v, --verbose              debug logging\n"
 	       "  -h, --help                 this help\n",
-	       TIERD_DEFAULT_SOCKET, TIERD_DEFAULT_CONFIG);
+	       TIERD_DEFAULT_SOCKET, defaults.policy_dir, TIERD_DEFAULT_CONFIG);
 }
 
 static int parse_u32(const char *s, const char *opt, uint32_t min, uint32_t max, uint32_t *out)
@@ -119,13 +133,16 @@ static const struct {
 	{ "migrate-every", "migration", "every_epochs", NULL },
 	{ "reserve-mib", "migration", "reserve_mib", NULL },
 	{ "migrate-mode", "migration", "mode", NULL },
+	{ "policy", "policy", "name", NULL },
+	{ "policy-dir", "policy", "module_dir", NULL },
 };
 #define NCLI (sizeof(cli_keys) / sizeof(cli_keys[0]))
-enum { O_KEY = 256, O_UID = O_KEY + NCLI, O_GID, O_CHECK, O_SYSFS, O_CONFIG, O_CHECKCFG };
+enum { O_KEY = 256, O_UID = O_KEY + NCLI, O_GID, O_CHECK, O_SYSFS, O_CONFIG, O_CHECKCFG, O_PARAM,
+       O_RECORD, O_RECORD_MAX, O_DLOG, O_SEED };
 
 static const struct option *options(void)
 {
-	static struct option opts[NCLI + 10];
+	static struct option opts[NCLI + 16];
 
 	if (opts[0].name)
 		return opts;
@@ -141,6 +158,11 @@ static const struct option *options(void)
 	opts[NCLI + 5] = (struct option){ "check-config", no_argument, NULL, O_CHECKCFG };
 	opts[NCLI + 6] = (struct option){ "verbose", no_argument, NULL, 'v' };
 	opts[NCLI + 7] = (struct option){ "help", no_argument, NULL, 'h' };
+	opts[NCLI + 8] = (struct option){ "policy-param", required_argument, NULL, O_PARAM };
+	opts[NCLI + 9] = (struct option){ "record", required_argument, NULL, O_RECORD };
+	opts[NCLI + 10] = (struct option){ "record-max-mib", required_argument, NULL, O_RECORD_MAX };
+	opts[NCLI + 11] = (struct option){ "decision-log", required_argument, NULL, O_DLOG };
+	opts[NCLI + 12] = (struct option){ "policy-seed", required_argument, NULL, O_SEED };
 	return opts;
 }
 
@@ -150,9 +172,15 @@ enum action { RUN, CHECK_SYSTEM, CHECK_CONFIG, HELP };
  * The configuration tierd runs with: defaults, then the config file and its drop-ins, then the
  * command line (which wins). Also what SIGHUP re-reads. Returns 0, or 2 after saying why.
  */
+/* Run-time files from the command line (not configuration: they name this run's outputs). */
+static const char *record_path, *decision_log_path;
+static uint32_t record_max_mib = 256;
+
 static int load_config(int argc, char **argv, struct tierd_config *cfg, enum action *action)
 {
 	const char *path = TIERD_DEFAULT_CONFIG;
+	const char *params[TIERD_MAX_POLICY_PARAMS];
+	unsigned nparams = 0;
 	bool explicit_path = false;
 	char err[512], why[256];
 	int c;
@@ -217,6 +245,32 @@ static int load_config(int argc, char **argv, struct tierd_config *cfg, enum act
 			break;
 		case O_CONFIG:
 			break;
+		case O_PARAM:
+			if (nparams == TIERD_MAX_POLICY_PARAMS || !strchr(optarg, '=')) {
+				fprintf(stderr, "tierd: --policy-param KEY=VALUE (at most %d): '%s'\n",
+					TIERD_MAX_POLICY_PARAMS, optarg);
+				return 2;
+			}
+			params[nparams++] = optarg;
+			break;
+		case O_RECORD:
+			record_path = optarg;
+			break;
+		case O_RECORD_MAX:
+			if (parse_u32(optarg, "--record-max-mib", 1, 1u << 20, &record_max_mib) < 0)
+				return 2;
+			break;
+		case O_DLOG:
+			decision_log_path = optarg;
+			break;
+		case O_SEED: {
+			uint32_t v;
+
+			if (parse_u32(optarg, "--policy-seed", 0, UINT32_MAX - 1, &v) < 0)
+				return 2;
+			cfg->policy_seed = v;
+			break;
+		}
 		case 'v':
 			log_set_max_level(LOG_DEBUG);
 			break;
@@ -230,6 +284,18 @@ static int load_config(int argc, char **argv, struct tierd_config *cfg, enum act
 	if (optind < argc) {
 		fprintf(stderr, "tierd: unexpected argument '%s'\n", argv[optind]);
 		return 2;
+	}
+	/* --policy-param applies to the policy tierd runs, whichever option or file named it. */
+	for (unsigned i = 0; i < nparams; i++) {
+		char key[64];
+		const char *eq = strchr(params[i], '=');
+
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - params[i]), params[i]);
+		snprintf(err, sizeof(err), "policy.%s", cfg->policy_name);
+		if (config_set(cfg, err, key, eq + 1, why, sizeof(why)) < 0) {
+			fprintf(stderr, "tierd: --policy-param %s: %s\n", params[i], why);
+			return 2;
+		}
 	}
 	if (config_validate(cfg, why, sizeof(why)) < 0) {
 		fprintf(stderr, "tierd: %s\n", why);
@@ -249,6 +315,37 @@ static int reload(struct tierd_config *cfg)
 	return load_config(saved_argc, saved_argv, cfg, &a) ? -EINVAL : 0;
 }
 
+/* The configured policy, and this run's decision log and recording. */
+static int start_policy(struct manager *m)
+{
+	char why[300];
+	int r, fd;
+
+	if (decision_log_path) {
+		m->decision_log = fopen(decision_log_path, "we");
+		if (!m->decision_log)
+			return log_error_errno(-errno, "--decision-log %s: %m", decision_log_path);
+		/* Line-buffered: a test (or tail -f) reads decisions as they are made. */
+		setvbuf(m->decision_log, NULL, _IOLBF, 0);
+	}
+	r = manager_policy_switch(m, m->cfg.policy_name, NULL, 0, why, sizeof(why));
+	if (r < 0) {
+		log_error("Placement policy %s: %s", m->cfg.policy_name, why);
+		return -EINVAL;
+	}
+	if (record_path) {
+		fd = open(record_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+		if (fd < 0)
+			return log_error_errno(-errno, "--record %s: %m", record_path);
+		r = manager_record_start(m, fd, (uint64_t)record_max_mib << 20, why, sizeof(why));
+		if (r < 0) {
+			log_error("--record %s: %s", record_path, why);
+			return r;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct tierd_config cfg;
@@ -265,9 +362,19 @@ int main(int argc, char **argv)
 		return 0;
 	case CHECK_SYSTEM:
 		return check_system();
-	case CHECK_CONFIG:
+	case CHECK_CONFIG: {
+		/* Only the policy knows its parameters: start it to check them. */
+		struct policy *p;
+		char why[300];
+
+		if (manager_policy_open(&cfg, cfg.policy_name, NULL, 0, &p, why, sizeof(why)) < 0) {
+			fprintf(stderr, "tierd: policy.name = %s: %s\n", cfg.policy_name, why);
+			return 2;
+		}
+		policy_close(p);
 		config_dump(&cfg, stdout);
 		return 0;
+	}
 	case RUN:
 		break;
 	}
@@ -277,6 +384,11 @@ int main(int argc, char **argv)
 	if (r < 0)
 		return 1;
 	m->reload = reload;
+	r = start_policy(m);
+	if (r < 0) {
+		manager_free(m);
+		return r == -EINVAL ? 2 : 1;
+	}
 	r = manager_run(m);
 	manager_free(m);
 	return r < 0 ? 1 : 0;

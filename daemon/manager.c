@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../lib/proto.h"
+#include "host.h"
 #include "log.h"
 
 static int epoll_add(struct manager *m, int fd, uint32_t events, struct watch *w)
@@ -475,6 +476,9 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 	size_t cap = sizeof(buf) - sizeof(*hdr) - 64, len = 0;
 	const struct manager_stats *s = &m->stats;
 	bool first = true, cut = false;
+	char policy_js[700];
+
+	manager_policy_status(m, policy_js, sizeof(policy_js));
 
 	json_add(js, cap, &len,
 		 "{\"version\":%u,\"pid\":%d,\"uptime_s\":%.1f,\"epoch\":%u,\"numa_nodes\":%d,"
@@ -493,7 +497,8 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 ",\"failed_access\":%" PRIu64 ",\"failed_noent\":%" PRIu64 ",\"failed_other\":%" PRIu64
 		 ",\"mode\":\"%s\",\"batches\":%" PRIu64 ",\"batch_timeouts\":%" PRIu64
 		 ",\"faults_held\":%" PRIu64 ",\"move_all_fallback\":%" PRIu64 ",\"passes\":%" PRIu64
-		 ",\"pass_usec_last\":%" PRIu64 ",\"pass_usec_max\":%" PRIu64 "},\"segments\":[",
+		 ",\"pass_usec_last\":%" PRIu64 ",\"pass_usec_max\":%" PRIu64 "},\"policy\":%s,"
+		 "\"recording\":%s,\"segments\":[",
 		 TIERD_PROTO_VERSION, (int)getpid(), (double)(now_usec() - m->started_usec) / 1e6,
 		 m->epoch, m->topo.nnodes, m->cfg.epoch_ms, m->cfg.max_windows, m->cfg.rate_limit_mbps,
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", m->cfg.migrate ? "true" : "false", m->nclients, s->faults, s->first_touch_faults,
@@ -506,7 +511,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 m->mstats.err_other + m->mstats.err_fault,
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", s->batches, s->batch_timeouts,
 		 s->faults_held, m->mstats.fallback_pages, m->mstats.passes, m->mstats.pass_usec_last,
-		 m->mstats.pass_usec_max);
+		 m->mstats.pass_usec_max, policy_js, m->trace ? "true" : "false");
 	for (const struct segment *seg = m->segments; seg && !cut; seg = seg->next) {
 		char nodes[SEG_MAX_NODES * 24] = "";
 		size_t nl = 0;
@@ -545,6 +550,104 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 	len += (size_t)snprintf(js + len, 64, "],\"truncated\":%s}", cut ? "true" : "false");
 	proto_init(hdr, TIERD_MSG_STATUS_REPLY, (uint32_t)(sizeof(*hdr) + len + 1), q->seq);
 	(void)manager_send(m, c, buf, sizeof(*hdr) + len + 1, NULL, 0);
+}
+
+static void control_reply(struct manager *m, struct client *c, uint64_t seq, int status,
+			  const char *text)
+{
+	static uint8_t buf[sizeof(struct tierd_msg_control_reply) + 512];
+	struct tierd_msg_control_reply *rep = (struct tierd_msg_control_reply *)buf;
+	size_t len = sizeof(*rep) + (size_t)snprintf((char *)(rep + 1), 512, "%s", text) + 1;
+
+	if (len > sizeof(buf))
+		len = sizeof(buf);
+	buf[sizeof(buf) - 1] = '\0';
+	rep->status = status;
+	rep->reserved = 0;
+	proto_init(&rep->hdr, TIERD_MSG_CONTROL_REPLY, (uint32_t)len, seq);
+	(void)manager_send(m, c, rep, len, NULL, 0);
+}
+
+/* tierctl's operations. Root only: they change what tierd does for every client. */
+static void on_control(struct manager *m, struct client *c, const void *buf, size_t len, int *fds)
+{
+	const struct tierd_msg_control *q = buf;
+	const char *args[TIERD_CONTROL_MAX_ARGS], *p = (const char *)(q + 1), *end = (const char *)buf + len;
+	struct tierd_policy_param params[TIERD_CONTROL_MAX_ARGS];
+	char why[300], kv[TIERD_CONTROL_MAX_ARGS][256];
+	int r = 0;
+
+	if (c->uid != 0) {
+		control_reply(m, c, q->hdr.seq, -EPERM, "only root may change what tierd does");
+		return;
+	}
+	if (q->nargs > TIERD_CONTROL_MAX_ARGS) {
+		control_reply(m, c, q->hdr.seq, -E2BIG, "too many arguments");
+		return;
+	}
+	for (uint32_t i = 0; i < q->nargs; i++) {
+		const char *nul = memchr(p, '\0', (size_t)(end - p));
+
+		if (!nul) {
+			control_reply(m, c, q->hdr.seq, -EPROTO, "arguments are not NUL-terminated strings");
+			return;
+		}
+		args[i] = p;
+		p = nul + 1;
+	}
+	switch (q->op) {
+	case TIERD_CTL_POLICY_SET: {
+		int n;
+
+		if (q->nargs < 1) {
+			control_reply(m, c, q->hdr.seq, -EINVAL, "policy set: which policy?");
+			return;
+		}
+		for (uint32_t i = 1; i < q->nargs; i++)
+			snprintf(kv[i - 1], sizeof(kv[0]), "%s", args[i]);
+		{
+			char *ptrs[TIERD_CONTROL_MAX_ARGS];
+
+			for (uint32_t i = 0; i + 1 < q->nargs; i++)
+				ptrs[i] = kv[i];
+			n = policy_parse_params(ptrs, q->nargs - 1, params, why, sizeof(why));
+		}
+		if (n >= 0)
+			r = manager_policy_switch(m, args[0], params, (size_t)n, why, sizeof(why));
+		else
+			r = n;
+		if (r == 0)
+			snprintf(why, sizeof(why), "policy %s running", args[0]);
+		else
+			log_warning("tierctl (pid %d): policy set %s refused: %s", (int)c->pid, args[0], why);
+		break;
+	}
+	case TIERD_CTL_RECORD_START:
+		if (!fds || fds[0] < 0) {
+			r = -EBADF;
+			snprintf(why, sizeof(why), "record: no trace file passed");
+			break;
+		}
+		r = manager_record_start(m, fds[0], q->arg, why, sizeof(why));
+		fds[0] = -1; /* manager_record_start() owns it, whatever happened */
+		if (r == 0)
+			snprintf(why, sizeof(why), "recording");
+		break;
+	case TIERD_CTL_RECORD_STOP:
+		if (!m->trace) {
+			r = -ENOENT;
+			snprintf(why, sizeof(why), "not recording");
+			break;
+		}
+		manager_record_stop(m);
+		snprintf(why, sizeof(why), "recording stopped");
+		break;
+	default:
+		r = -EOPNOTSUPP;
+		snprintf(why, sizeof(why), "unknown control operation %u", q->op);
+		break;
+	}
+	control_reply(m, c, q->hdr.seq, r, why);
 }
 
 static void on_client_message(struct manager *m, struct client *c, void *buf, size_t len, int *fds,
@@ -606,6 +709,12 @@ static void on_client_message(struct manager *m, struct client *c, void *buf, si
 		break;
 	case TIERD_MSG_STATUS_QUERY:
 		on_status(m, c, h);
+		break;
+	case TIERD_MSG_CONTROL:
+		on_control(m, c, buf, len, NULL);
+		break;
+	case TIERD_MSG_CONTROL_FD:
+		on_control(m, c, buf, len, fds);
 		break;
 	default:
 		send_error(c, -EBADMSG, "message type not accepted from clients");
@@ -683,6 +792,30 @@ static void manager_reload(struct manager *m)
 			log_error_errno(-errno, "Reload: setting the epoch timer: %m; keeping %u ms",
 					m->cfg.epoch_ms);
 			n.epoch_ms = m->cfg.epoch_ms;
+		}
+	}
+	/* The policy restarts when its name or parameters changed, or when it was disabled: a
+	 * reload is how an operator says "try again". A policy that does not start leaves the
+	 * running one in place. */
+	if (strcmp(n.policy_name, m->cfg.policy_name) || strcmp(n.policy_dir, m->cfg.policy_dir) ||
+	    n.n_policy_params != m->cfg.n_policy_params ||
+	    memcmp(n.policy_params, m->cfg.policy_params,
+		   n.n_policy_params * sizeof(n.policy_params[0])) ||
+	    m->policy_failed_why[0]) {
+		struct tierd_config old = m->cfg;
+		char why[300];
+
+		m->cfg.policy_dir[0] = '\0';
+		snprintf(m->cfg.policy_dir, sizeof(m->cfg.policy_dir), "%s", n.policy_dir);
+		m->cfg.n_policy_params = n.n_policy_params;
+		memcpy(m->cfg.policy_params, n.policy_params, sizeof(n.policy_params));
+		if (manager_policy_switch(m, n.policy_name, NULL, 0, why, sizeof(why)) < 0) {
+			log_error("Reload: policy %s does not start: %s; %s stays", n.policy_name, why,
+				  m->policy ? policy_name(m->policy) : "none");
+			snprintf(n.policy_name, sizeof(n.policy_name), "%s", old.policy_name);
+			snprintf(n.policy_dir, sizeof(n.policy_dir), "%s", old.policy_dir);
+			n.n_policy_params = old.n_policy_params;
+			memcpy(n.policy_params, old.policy_params, sizeof(n.policy_params));
 		}
 	}
 	m->cfg = n;
@@ -784,6 +917,16 @@ struct manager *manager_free(struct manager *m)
 		close(m->signal_fd);
 	if (m->epfd >= 0)
 		close(m->epfd);
+	manager_record_stop(m);
+	manager_policy_flush(m);
+	policy_close(m->policy);
+	if (m->decision_log)
+		fclose(m->decision_log);
+	free(m->events);
+	free(m->segviews);
+	free(m->promote);
+	free(m->demote);
+	free(m->pwindows);
 	free(m->cands);
 	free(m->pagebuf);
 	free(m);

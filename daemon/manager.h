@@ -9,14 +9,17 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "migrate.h"
 #include "segment.h"
 #include "tiers.h"
+#include "tierd/policy.h"
 #include "tierd/proto.h"
 
 #define TIERD_MAX_ALLOW 32
+#define TIERD_MAX_POLICY_PARAMS 32
 /* How often the loop looks at migration batches' deadlines while one is out. */
 #define BATCH_POLL_MS 20
 
@@ -48,6 +51,17 @@ struct tierd_config {
 	uint64_t reserve_bytes;     /* free memory per node that migration never consumes */
 	enum migrate_how migrate_how; /* zap-then-move, or move mapped pages (MOVE_ALL) */
 	const char *sysfs_root;     /* "/sys" */
+
+	/* Placement policy (policy/host.h): a built-in or a module in policy_dir. */
+	char policy_name[64];
+	char policy_dir[256];
+	/* [policy.NAME] key = value: parameters of every policy named in the files; the running
+	 * policy gets its own. */
+	unsigned n_policy_params;
+	struct tierd_policy_kv {
+		char policy[48], key[48], value[128];
+	} policy_params[TIERD_MAX_POLICY_PARAMS];
+	uint64_t policy_seed;       /* for policies that randomise */
 };
 
 void tierd_config_defaults(struct tierd_config *cfg);
@@ -136,6 +150,20 @@ struct manager {
 	size_t cands_cap;
 	uint64_t *pagebuf;
 	size_t pagebuf_cap;
+	/* Placement policy (policyd.c). */
+	struct policy *policy;
+	char policy_failed_why[256]; /* the last policy that was disabled, and why */
+	struct tierd_event *events;  /* buffered for observe() */
+	size_t nevents;
+	struct tierd_seg_view *segviews;
+	size_t segviews_cap;
+	struct tierd_move *promote, *demote;
+	size_t promote_cap, demote_cap;
+	struct tierd_window *pwindows; /* windows the policy picked for the next epoch */
+	size_t pwindows_cap, npwindows;
+	uint64_t tier_used[TIERD_MAX_TIERS]; /* tracked bytes per tier, as of the last pass */
+	FILE *decision_log;
+	struct trace_writer *trace; /* recording (tierctl record) */
 	/* Objects that died during an epoll batch are freed after the batch. */
 	struct client *graveyard;
 	struct attachment *graveyard_attachments;
@@ -149,6 +177,8 @@ struct manager *manager_free(struct manager *m);
 int manager_run(struct manager *m);
 
 /* placement.c */
+/* Grows *buf (of *cap elements of elem bytes) to hold at least `need`, doubling. 0 or -ENOMEM. */
+int manager_grow(void **buf, size_t *cap, size_t need, size_t elem);
 int manager_tiers_init(struct manager *m);
 void manager_placement(struct manager *m);
 /* Moves and releases each batch whose zaps are all acknowledged or whose deadline passed. Called
@@ -156,6 +186,37 @@ void manager_placement(struct manager *m);
 void manager_batches_poll(struct manager *m);
 /* Ends a segment's batch at once without moving (its last attachment went away). */
 void manager_batch_drop(struct manager *m, struct segment *seg);
+
+/* policyd.c */
+struct policy;
+struct tierd_policy_param;
+/* Opens policy `name` with `params` (NULL: those of [policy.NAME] in cfg). */
+int manager_policy_open(const struct tierd_config *cfg, const char *name,
+			const struct tierd_policy_param *params, size_t nparams, struct policy **ret,
+			char *why, size_t whylen);
+/* Starts `name` and hands it every segment; on success it replaces the running policy (the page
+ * state stays), else the running one stays and `why` says what failed. */
+int manager_policy_switch(struct manager *m, const char *name, const struct tierd_policy_param *params,
+			  size_t nparams, char *why, size_t whylen);
+void manager_policy_seg_add(struct manager *m, struct segment *seg);
+void manager_policy_seg_remove(struct manager *m, struct segment *seg);
+/* An access event for the policy (buffered; observe() gets them in batches). */
+void manager_policy_event(struct manager *m, const struct segment *seg, uint64_t page, uint16_t kind);
+void manager_policy_flush(struct manager *m);
+/* Builds the segments' part of the view, sizes the plan and calls the policy. A policy that fails
+ * is replaced by `none` and the plan is empty. */
+int manager_policy_decide(struct manager *m, struct segment **segs, unsigned nsegs,
+			  struct tierd_view *v, struct tierd_plan *plan);
+/* The "policy" object of the status JSON. */
+void manager_policy_status(const struct manager *m, char *buf, size_t len);
+/* Recording (record.c). Starts writing the policy's input to `fd` (owned by the recording from
+ * then on), at most max_bytes. Returns 0, -EBUSY (already recording) or a negative errno. */
+int manager_record_start(struct manager *m, int fd, uint64_t max_bytes, char *why, size_t whylen);
+void manager_record_stop(struct manager *m);
+/* No-ops unless a trace is being written. */
+void manager_record_seg(struct manager *m, const struct segment *seg, bool added);
+void manager_record_event(struct manager *m, const struct tierd_event *e);
+void manager_record_view(struct manager *m, const struct tierd_view *v);
 
 /* attach.c */
 int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_attach *msg, int memfd,

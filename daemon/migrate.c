@@ -225,7 +225,7 @@ long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int 
 		}
 		st->batches++;
 		for (size_t i = 0; i < k; i++) {
-			struct page_state *ps = &seg->pages[pages[off + i]];
+			struct tierd_page *ps = &seg->pages[pages[off + i]];
 
 			if (status[i] == node) {
 				moved++;

@@ -94,7 +94,7 @@ static int refresh_topology(struct manager *m)
 	return 0;
 }
 
-static int grow(void **buf, size_t *cap, size_t need, size_t elem)
+int manager_grow(void **buf, size_t *cap, size_t need, size_t elem)
 {
 	void *p;
 	size_t n = *cap ? *cap : 1024;
@@ -180,72 +180,26 @@ static void locate(struct manager *m, struct segment **segs, unsigned nsegs)
 	}
 }
 
-/*
- * Where tracked pages are, and the candidates to plan with: hot pages off the fast tier always;
- * pages on the fast tier only when demotion may be needed (over the high watermark, or hot pages
- * waiting that do not fit), which spares sorting the whole fast tier every pass.
- */
-static int gather(struct manager *m, struct segment **segs, unsigned nsegs,
-		  const struct migrate_budget *b, size_t *ncand, uint64_t *fast_used)
+/* Where tracked pages are: per segment and node (status), and per tier (the policy's view). */
+static void count(struct manager *m, struct segment **segs, unsigned nsegs)
 {
-	uint64_t high = (uint64_t)((double)b->fast_budget_bytes * b->high_wm), hot_off = 0;
-	size_t n = 0, nfast = 0, nhot_off = 0;
-	bool with_fast;
-
 	locate(m, segs, nsegs);
-	*fast_used = 0;
+	memset(m->tier_used, 0, sizeof(m->tier_used));
 	for (unsigned si = 0; si < nsegs; si++) {
 		struct segment *seg = segs[si];
 
 		memset(seg->pages_on_node, 0, sizeof(seg->pages_on_node));
-		for (size_t ri = 0; ri < seg->regions.n; ri++) {
-			const struct region *reg = &seg->regions.r[ri];
-			bool hot = reg->score >= b->hot_threshold;
+		for (uint64_t p = 0; p < seg->npages; p++) {
+			int node = seg->pages[p].node, tier = node_tier(m, node);
 
-			for (uint64_t p = reg->start; p < reg->end; p++) {
-				int node = seg->pages[p].node, tier = node_tier(m, node);
-
-				if (node < 0 || tier < 0)
-					continue;
-				if (node < SEG_MAX_NODES)
-					seg->pages_on_node[node]++;
-				if (tier == 0) {
-					*fast_used += seg->page_size;
-					nfast++;
-				} else if (hot) {
-					hot_off += seg->page_size;
-					nhot_off++;
-				}
-			}
-		}
-	}
-	with_fast = *fast_used > high || (hot_off &&
-					  (*fast_used + hot_off > high || hot_off > b->fast_free_bytes));
-	if (grow((void **)&m->cands, &m->cands_cap, nhot_off + (with_fast ? nfast : 0),
-		 sizeof(*m->cands)) < 0)
-		return -ENOMEM;
-	for (unsigned si = 0; si < nsegs; si++) {
-		struct segment *seg = segs[si];
-
-		for (size_t ri = 0; ri < seg->regions.n; ri++) {
-			const struct region *reg = &seg->regions.r[ri];
-			bool hot = reg->score >= b->hot_threshold;
-
-			if (!hot && !with_fast)
+			if (node < 0 || tier < 0)
 				continue;
-			for (uint64_t p = reg->start; p < reg->end; p++) {
-				int tier = node_tier(m, seg->pages[p].node);
-
-				if (tier < 0 || (tier == 0 && !with_fast) || (tier > 0 && !hot))
-					continue;
-				m->cands[n++] = (struct migrate_candidate){
-					.seg_index = si, .page_bytes = (uint32_t)seg->page_size,
-					.page = p, .score = reg->score, .tier = (int8_t)tier };
-			}
+			if (node < SEG_MAX_NODES)
+				seg->pages_on_node[node]++;
+			if (tier < TIERD_MAX_TIERS)
+				m->tier_used[tier] += seg->page_size;
 		}
 	}
-	*ncand = n;
-	return 0;
 }
 
 /* Time one pass may spend moving pages. The loop serves no fault meanwhile: well under the
@@ -271,7 +225,7 @@ static void execute(struct manager *m, struct segment **segs, unsigned nsegs,
 		size_t k = 0;
 		long r;
 
-		if (grow((void **)&m->pagebuf, &m->pagebuf_cap, n, sizeof(*m->pagebuf)) < 0)
+		if (manager_grow((void **)&m->pagebuf, &m->pagebuf_cap, n, sizeof(*m->pagebuf)) < 0)
 			return;
 		for (size_t i = 0; i < n; i++)
 			if (c[i].seg_index == si)
@@ -507,20 +461,17 @@ static void batches_start(struct manager *m, struct segment **segs, unsigned nse
 	}
 }
 
-static void pass(struct manager *m, struct segment **segs, unsigned nsegs, uint64_t swap_bytes);
-
-void manager_placement(struct manager *m)
+/* Whether this epoch has a migration pass: migration on, its epoch, no batch out, two tiers or
+ * more (the topology is re-read here, so a node that comes or goes is seen), and not backing off
+ * after passes that moved nothing. */
+static bool pass_due(struct manager *m)
 {
-	struct segment *segs[1024];
-	uint64_t now, bucket, max_page = 0;
-	unsigned nsegs = 0;
-
 	if (!m->cfg.migrate || m->no_topology || m->cfg.migrate_every_epochs == 0 ||
 	    m->epoch % m->cfg.migrate_every_epochs || m->batches_active)
-		return;
+		return false;
 	/* Re-read even with one tier: a node that comes (back) must be seen. */
 	if (refresh_topology(m) < 0 || m->topo.ntiers < 2)
-		return;
+		return false;
 	if (m->pass_planned) {
 		/* The last pass planned moves: back off if none of them succeeded. */
 		if (m->pass_moved)
@@ -534,104 +485,184 @@ void manager_placement(struct manager *m)
 	}
 	if (m->skip_passes) {
 		m->skip_passes--;
-		return;
+		return false;
 	}
+	return true;
+}
 
+/* The tiers as the policy sees them: capacity, free memory above the reserve on the node moves go
+ * to, tracked bytes as of the last pass. */
+static void view_tiers(struct manager *m, struct tierd_view *v)
+{
+	memset(v->node_tier, -1, sizeof(v->node_tier));
+	v->ntiers = m->topo.ntiers < TIERD_MAX_TIERS ? m->topo.ntiers : TIERD_MAX_TIERS;
+	for (unsigned t = 0; t < v->ntiers; t++) {
+		struct tierd_tier_view *tv = &v->tiers[t];
+
+		tv->target_node = pick_node(m, t, &tv->free_bytes);
+		tv->used_bytes = m->tier_used[t];
+		tv->nnodes = m->topo.tier_size[t];
+		for (unsigned i = 0; i < m->topo.tier_size[t]; i++) {
+			const struct tier_node *n = tiers_node(&m->topo, m->topo.tier_nodes[t][i]);
+
+			tv->capacity_bytes += n ? n->total_bytes : 0;
+			if (n && n->id >= 0 && n->id < TIERD_MAX_NODES)
+				v->node_tier[n->id] = (int8_t)t;
+		}
+	}
+	v->fast_budget_bytes = m->cfg.fast_budget_bytes;
+	if (!v->fast_budget_bytes)
+		v->fast_budget_bytes = v->tiers[0].capacity_bytes / 10 * 9; /* auto: 90 % */
+}
+
+static void pass_execute(struct manager *m, struct segment **segs, unsigned nsegs,
+			 const struct tierd_view *v, const struct tierd_plan *plan);
+
+void manager_placement(struct manager *m)
+{
+	struct segment *segs[1024];
+	struct tierd_view v = { .size = sizeof(v) };
+	struct tierd_plan plan;
+	uint64_t now = now_usec(), max_page = 0;
+	unsigned nsegs = 0;
+	bool pass;
+
+	if (!m->policy)
+		return;
 	for (struct segment *s = m->segments; s && nsegs < 1024; s = s->next)
 		if (s->nattach) {
 			segs[nsegs++] = s;
 			max_page = s->page_size > max_page ? s->page_size : max_page;
 		}
-	if (!nsegs)
-		return;
+	pass = pass_due(m) && nsegs;
+	v.epoch = m->epoch;
+	v.now_ns = (now - m->started_usec) * 1000;
+	v.epoch_ms = m->cfg.epoch_ms;
+	v.high_wm = m->cfg.high_wm;
+	v.low_wm = m->cfg.low_wm;
+	v.window_bytes = m->cfg.window_bytes;
+	if (pass) {
+		uint64_t bucket, cap;
 
-	/* Token bucket: rate_limit_mbps, one second's worth saved up at most, but never less than
-	 * a swap of the largest pages: a low limit slows huge pages down, it must not stop them. */
-	now = now_usec();
-	m->tokens_bytes += (now - m->tokens_usec) * (uint64_t)m->cfg.rate_limit_mbps; /* MB/s = B/us */
-	m->tokens_usec = now;
-	bucket = (uint64_t)m->cfg.rate_limit_mbps * 1000000u;
-	if (bucket < 2 * max_page) /* a swap of the largest pages */
-		bucket = 2 * max_page;
-	if (m->tokens_bytes > bucket)
-		m->tokens_bytes = bucket;
-	m->mstats.passes++;
-	pass(m, segs, nsegs, 2 * max_page);
-	m->mstats.pass_usec_last = now_usec() - now;
-	if (m->mstats.pass_usec_last > m->mstats.pass_usec_max)
-		m->mstats.pass_usec_max = m->mstats.pass_usec_last;
+		/* Token bucket: rate_limit_mbps, one second's worth saved up at most, but never
+		 * less than a swap of the largest pages: a low limit slows huge pages down, it
+		 * must not stop them. */
+		m->tokens_bytes += (now - m->tokens_usec) * (uint64_t)m->cfg.rate_limit_mbps; /* MB/s = B/us */
+		m->tokens_usec = now;
+		bucket = (uint64_t)m->cfg.rate_limit_mbps * 1000000u;
+		if (bucket < 2 * max_page)
+			bucket = 2 * max_page;
+		if (m->tokens_bytes > bucket)
+			m->tokens_bytes = bucket;
+		m->mstats.passes++;
+		count(m, segs, nsegs);
+		v.migrate = 1;
+		v.max_move_bytes = m->tokens_bytes;
+		if (m->cfg.migrate_how == MIGRATE_ZAPPED) {
+			cap = batch_cap_bytes(m, 2 * max_page);
+			v.max_move_bytes = cap < v.max_move_bytes ? cap : v.max_move_bytes;
+		}
+	}
+	if (!m->no_topology)
+		view_tiers(m, &v);
+	else
+		v.ntiers = 1;
+	if (manager_policy_decide(m, segs, nsegs, &v, &plan) == 0 && pass)
+		pass_execute(m, segs, nsegs, &v, &plan);
+	if (pass) {
+		m->mstats.pass_usec_last = now_usec() - now;
+		if (m->mstats.pass_usec_last > m->mstats.pass_usec_max)
+			m->mstats.pass_usec_max = m->mstats.pass_usec_last;
+	}
 }
 
-/* One pass over the segments with clients: where pages are, the plan, and its moves (or, in zap
- * mode, its batches' zaps). */
-/* swap_bytes: a swap of the largest pages, the least any cap must let through. */
-static void pass(struct manager *m, struct segment **segs, unsigned nsegs, uint64_t swap_bytes)
+static size_t seg_index(struct segment **segs, unsigned nsegs, uint32_t id, size_t *hint)
 {
-	struct migrate_budget b = { .high_wm = m->cfg.high_wm, .low_wm = m->cfg.low_wm,
-				    .hot_threshold = m->cfg.hot_threshold };
-	struct migrate_plan plan;
-	uint64_t now, fast_free, slow_free, up_bytes = 0, up = 0, down_bytes = 0, down = 0;
-	size_t ncand;
-	int fast, slow;
+	if (*hint < nsegs && segs[*hint]->id == id)
+		return *hint;
+	for (unsigned i = 0; i < nsegs; i++)
+		if (segs[i]->id == id)
+			return *hint = i;
+	return nsegs; /* cannot happen: the host validated the plan against these segments */
+}
 
-	fast = pick_node(m, 0, &fast_free);
-	if (fast < 0)
+static void add_candidates(struct manager *m, struct segment **segs, unsigned nsegs,
+			   const struct tierd_move *mv, size_t n, size_t *k)
+{
+	size_t hint = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t si = seg_index(segs, nsegs, mv[i].seg, &hint);
+
+		if (si < nsegs)
+			m->cands[(*k)++] = (struct migrate_candidate){
+				.seg_index = (uint32_t)si, .page_bytes = (uint32_t)segs[si]->page_size,
+				.page = mv[i].page, .score = mv[i].score };
+	}
+}
+
+/* The policy's plan, in the executor's terms (candidates indexed by position in segs). */
+static int to_candidates(struct manager *m, struct segment **segs, unsigned nsegs,
+			 const struct tierd_plan *plan, struct migrate_plan *mp)
+{
+	size_t k = 0;
+
+	if (manager_grow((void **)&m->cands, &m->cands_cap, plan->npromote + plan->ndemote,
+		 sizeof(*m->cands)) < 0)
+		return -ENOMEM;
+	add_candidates(m, segs, nsegs, plan->promote, plan->npromote, &k);
+	mp->promote = m->cands;
+	mp->npromote = k;
+	add_candidates(m, segs, nsegs, plan->demote, plan->ndemote, &k);
+	mp->demote = m->cands + mp->npromote;
+	mp->ndemote = k - mp->npromote;
+	return 0;
+}
+
+/* A pass's moves: in zap mode, each segment's share becomes a batch (moved once its clients
+ * zapped it); in mapped mode, moved now, demotions first. */
+static void pass_execute(struct manager *m, struct segment **segs, unsigned nsegs,
+			 const struct tierd_view *v, const struct tierd_plan *plan)
+{
+	struct migrate_plan mp = { 0 };
+	uint64_t now, up_bytes = 0, up = 0, down_bytes = 0, down = 0;
+	int fast = v->tiers[0].target_node, slow = -1;
+
+	if (!plan->npromote && !plan->ndemote)
 		return;
 	/* Demotion goes to the nearest slower tier with room above the reserve: when tier 1 is
 	 * full, tier 2 takes the pages (none: no demotion this pass). */
-	slow = -1;
-	for (unsigned t = 1; t < m->topo.ntiers && slow < 0; t++) {
-		slow = pick_node(m, t, &slow_free);
-		if (slow_free == 0)
-			slow = -1;
-	}
-	b.fast_budget_bytes = m->cfg.fast_budget_bytes;
-	if (!b.fast_budget_bytes) {
-		/* Auto: 90 % of the fast tier's memory. */
-		for (unsigned i = 0; i < m->topo.tier_size[0]; i++) {
-			const struct tier_node *n = tiers_node(&m->topo, m->topo.tier_nodes[0][i]);
-
-			b.fast_budget_bytes += n ? n->total_bytes / 10 * 9 : 0;
-		}
-	}
-	b.fast_free_bytes = fast_free;
-	if (gather(m, segs, nsegs, &b, &ncand, &b.fast_used_bytes) < 0)
+	for (unsigned t = 1; t < v->ntiers && slow < 0; t++)
+		if (v->tiers[t].free_bytes)
+			slow = v->tiers[t].target_node;
+	if (fast < 0 || to_candidates(m, segs, nsegs, plan, &mp) < 0)
 		return;
-	b.max_move_bytes = m->tokens_bytes;
 	if (m->cfg.migrate_how == MIGRATE_ZAPPED) {
-		uint64_t cap = batch_cap_bytes(m, swap_bytes);
-
-		b.max_move_bytes = cap < b.max_move_bytes ? cap : b.max_move_bytes;
-	}
-	migrate_plan_build(m->cands, ncand, &b, &plan);
-	if (m->cfg.migrate_how == MIGRATE_ZAPPED) {
-		batches_start(m, segs, nsegs, &plan, fast, slow);
+		batches_start(m, segs, nsegs, &mp, fast, slow);
 		return;
 	}
-
-	/* Demote first: it makes the room promotions count on. */
 	now = now_usec();
-	if (plan.ndemote && slow >= 0)
-		execute(m, segs, nsegs, plan.demote, plan.ndemote, slow, now + PASS_BUDGET_USEC,
+	if (mp.ndemote && slow >= 0)
+		execute(m, segs, nsegs, mp.demote, mp.ndemote, slow, now + PASS_BUDGET_USEC,
 			&down_bytes, &down);
-	if (plan.npromote)
-		execute(m, segs, nsegs, plan.promote, plan.npromote, fast, now + PASS_BUDGET_USEC,
+	if (mp.npromote)
+		execute(m, segs, nsegs, mp.promote, mp.npromote, fast, now + PASS_BUDGET_USEC,
 			&up_bytes, &up);
 	m->mstats.promoted += up;
 	m->mstats.demoted += down;
-	m->pass_planned += plan.npromote + plan.ndemote;
+	m->pass_planned += mp.npromote + mp.ndemote;
 	m->pass_moved += up + down;
 	m->tokens_bytes -= up_bytes + down_bytes < m->tokens_bytes ? up_bytes + down_bytes : m->tokens_bytes;
 	if (up || down)
 		log_info("placement: promoted %" PRIu64 " of %zu planned pages to node %d, demoted %" PRIu64
 			 " of %zu to node %d (%.1f MiB moved; budget %.1f MiB)",
-			 up, plan.npromote, fast, down, plan.ndemote, slow,
+			 up, mp.npromote, fast, down, mp.ndemote, slow,
 			 (double)(up_bytes + down_bytes) / 1048576.0,
-			 (double)b.fast_budget_bytes / 1048576.0);
-	else if (plan.npromote || plan.ndemote)
+			 (double)v->fast_budget_bytes / 1048576.0);
+	else
 		log_ratelimited(LOG_WARNING, 0,
 				"placement: none of %zu planned moves succeeded (not moved so far: "
 				"nomem %" PRIu64 ", busy %" PRIu64 ", mapped %" PRIu64 ", other %" PRIu64 ")",
-				plan.npromote + plan.ndemote, m->mstats.err_nomem, m->mstats.err_busy,
+				mp.npromote + mp.ndemote, m->mstats.err_nomem, m->mstats.err_busy,
 				m->mstats.err_access, m->mstats.err_other + m->mstats.err_fault);
 }

@@ -166,6 +166,9 @@ struct segment *segment_free(struct segment *seg)
 		close(seg->memfd);
 	region_set_fini(&seg->regions);
 	free(seg->windows);
+	free(seg->vregions);
+	free(seg->closed);
+	free(seg->recorded_node);
 	free(seg->batch.pages);
 	free(seg->batch.runs);
 	free(seg->pages);

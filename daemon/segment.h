@@ -12,26 +12,21 @@
 #include <sys/types.h>
 
 #include "region.h"
+#include "tierd/policy.h"
 
-/* page_state.flags */
-#define PS_ARMED (1u << 0) /* inside the currently open sampling window */
-#define PS_HIT (1u << 1)   /* touched while its window was open */
-#define PS_EXISTS (1u << 2) /* known to be in the page cache (a minor fault or CONTINUE saw it) */
-#define PS_ALIASED (1u << 3) /* tierd's alias maps it (migration needs that) */
-#define PS_MOVING (1u << 4) /* in the segment's migration batch: faults on it wait for the move */
+/* Page flags (struct tierd_page.flags, include/tierd/policy.h: policies read them). */
+#define PS_ARMED TIERD_PAGE_ARMED     /* inside the currently open sampling window */
+#define PS_HIT TIERD_PAGE_HIT         /* touched while its window was open */
+#define PS_EXISTS TIERD_PAGE_EXISTS   /* known to be in the page cache (a minor fault or CONTINUE saw it) */
+#define PS_ALIASED TIERD_PAGE_HOST1   /* tierd's alias maps it (migration needs that) */
+#define PS_MOVING TIERD_PAGE_MOVING   /* in the segment's migration batch: faults on it wait for the move */
 
 /*
- * Per-page state, read by the policy and migration work. The budget is 16 bytes a page; this is
- * 12, so that with the per-segment fixed costs (regions, windows) tierd stays under 16 B a tracked
- * page and migration (issue 3) has 4 bytes of headroom. Flags have room for migration states.
+ * Per-page state (struct tierd_page, the policies' read-only view of it). The budget is 16 bytes
+ * a page; this is 12, so that with the per-segment fixed costs (regions, windows) and a policy's
+ * own few bytes a page tierd stays near 16 B a tracked page.
  */
-struct page_state {
-	uint32_t accesses;   /* minor faults seen on this page, saturating */
-	uint32_t last_epoch; /* epoch of the last access seen (0 = never) */
-	int16_t node;        /* NUMA node last seen, -1 unknown */
-	uint16_t flags;      /* PS_* */
-};
-_Static_assert(sizeof(struct page_state) <= 16, "page_state must stay within 16 bytes");
+_Static_assert(sizeof(struct tierd_page) <= 12, "tierd_page must stay within 12 bytes");
 
 struct attachment;
 
@@ -65,7 +60,7 @@ struct segment {
 	int memfd;
 	void *alias;
 	uint64_t size_bytes, page_size, npages;
-	struct page_state *pages;
+	struct tierd_page *pages;
 	struct region_set regions;
 
 	/* Windows armed this epoch, shared by all attachments. */
@@ -73,6 +68,14 @@ struct segment {
 	size_t nwindows, windows_cap;
 
 	struct seg_batch batch;
+
+	/* The policy's view (policyd.c): the regions as it sees them, and the windows that closed
+	 * at the end of the last epoch. */
+	struct tierd_region *vregions;
+	size_t vregions_cap;
+	struct tierd_window *closed;
+	size_t nclosed, closed_cap;
+	int16_t *recorded_node; /* while recording: the node last written to the trace, per page */
 
 	struct attachment *attachments; /* list through attachment.seg_next */
 	unsigned nattach;
@@ -116,7 +119,7 @@ int segment_new(const struct memfd_info *info, int memfd, uint32_t id, uint64_t 
 struct segment *segment_free(struct segment *seg);
 
 /* Records an access to `page` at `epoch`. */
-static inline void page_touch(struct page_state *ps, uint32_t epoch)
+static inline void page_touch(struct tierd_page *ps, uint32_t epoch)
 {
 	if (ps->accesses != UINT32_MAX)
 		ps->accesses++;

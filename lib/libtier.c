@@ -874,3 +874,53 @@ int tier_status_json(const char *socket_path, char *out, size_t len)
 	close(sock);
 	return r;
 }
+
+int tier_control(const char *socket_path, uint32_t op, uint64_t arg, const char *const *args,
+		 unsigned nargs, int fd, char *out, size_t len)
+{
+	static __thread uint8_t buf[TIERD_MSG_MAX_BYTES];
+	struct tierd_msg_control *q = (struct tierd_msg_control *)buf;
+	const struct tierd_msg_control_reply *rep = (const void *)buf;
+	const char *env = getenv("TIERD_SOCKET");
+	size_t size = sizeof(*q);
+	int fds[PROTO_MAX_FDS], sock, r;
+	unsigned nfds = 0;
+	ssize_t n;
+
+	if (nargs > TIERD_CONTROL_MAX_ARGS)
+		return -E2BIG;
+	for (unsigned i = 0; i < nargs; i++) {
+		size_t l = strlen(args[i]) + 1;
+
+		if (size + l > sizeof(buf))
+			return -E2BIG;
+		memcpy(buf + size, args[i], l);
+		size += l;
+	}
+	*q = (struct tierd_msg_control){ .op = op, .nargs = nargs, .arg = arg };
+	proto_init(&q->hdr, fd >= 0 ? TIERD_MSG_CONTROL_FD : TIERD_MSG_CONTROL, (uint32_t)size, 2);
+	if (!socket_path)
+		socket_path = env && *env ? env : TIERD_DEFAULT_SOCKET;
+	sock = query_open(socket_path);
+	if (sock < 0)
+		return sock;
+	r = proto_send(sock, buf, size, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
+	if (r == 0) {
+		n = wait_reply(sock, -1, TIERD_MSG_CONTROL_REPLY, buf, fds, &nfds, DEFAULT_HANG_TIMEOUT_MS);
+		proto_close_fds(fds, nfds);
+		if (n <= 0) {
+			r = n == 0 ? -ECONNRESET : (int)n;
+		} else {
+			size_t t = strnlen((const char *)buf + sizeof(*rep), (size_t)n - sizeof(*rep));
+
+			if (len) {
+				t = t < len - 1 ? t : len - 1;
+				memcpy(out, buf + sizeof(*rep), t);
+				out[t] = '\0';
+			}
+			r = rep->status;
+		}
+	}
+	close(sock);
+	return r;
+}

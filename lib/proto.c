@@ -25,6 +25,9 @@ static const struct {
 	[TIERD_MSG_STATUS_QUERY] = { sizeof(struct tierd_msg_hdr), 0 },
 	[TIERD_MSG_STATUS_REPLY] = { sizeof(struct tierd_msg_hdr) + 1, 0 },
 	[TIERD_MSG_ERROR] = { sizeof(struct tierd_msg_error), 0 },
+	[TIERD_MSG_CONTROL] = { sizeof(struct tierd_msg_control), 0 },
+	[TIERD_MSG_CONTROL_FD] = { sizeof(struct tierd_msg_control), 1 },
+	[TIERD_MSG_CONTROL_REPLY] = { sizeof(struct tierd_msg_control_reply) + 1, 0 },
 };
 
 void proto_init(struct tierd_msg_hdr *hdr, uint16_t type, uint32_t size, uint64_t seq)

@@ -21,8 +21,7 @@ extern const struct tierd_policy_ops *const policy_builtins[];
 const struct tierd_policy_ops *policy_builtin(const char *name);
 
 /*
- * Checks that `dir` may hold policy modules: a directory owned by root (or by the caller's euid
- * when TIERD_POLICY_ALLOW_OWNER is set in the environment — tests only) that is not group- or
+ * Checks that `dir` may hold policy modules: a directory owned by root that is not group- or
  * world-writable, nor is any of its parents. Returns 0 or a negative errno with the reason.
  */
 int policy_check_dir(const char *dir, char *why, size_t whylen);
@@ -37,13 +36,19 @@ int policy_check_ops(const struct tierd_policy_ops *ops, struct tierd_policy_ops
 
 /*
  * Opens policy `spec`: a built-in's name; else a module, "NAME" meaning module_dir/NAME.so, or a
- * path to a .so whose directory passes policy_check_dir(). The module must export
+ * path to a .so. With a module_dir (tierd), the file and its directory must be root-owned and not
+ * group/world-writable (policy_check_dir); module_dir NULL (tierd-sim, tests: a user loading
+ * their own code into their own process) loads any path. The module must export
  * TIERD_POLICY_SYMBOL. Calls init() with the parameters. Returns 0 or a negative errno with the
  * reason in why.
  */
 int policy_open(const char *spec, const char *module_dir, const struct tierd_policy_param *params,
 		size_t nparams, const struct tierd_policy_env *env, struct policy **ret, char *why,
 		size_t whylen);
+/* The same for ops the caller has at hand (tests, an embedding simulator). */
+int policy_open_ops(const struct tierd_policy_ops *ops, const struct tierd_policy_param *params,
+		    size_t nparams, const struct tierd_policy_env *env, struct policy **ret, char *why,
+		    size_t whylen);
 void policy_close(struct policy *p);
 
 const char *policy_name(const struct policy *p);

@@ -35,7 +35,9 @@ struct trace_header {
 	uint32_t epoch_ms;
 	uint32_t page_size;   /* default page size of the trace's segments */
 	char source[32];      /* "tierd 0.x", "tierd-sim zipf", NUL-padded */
-	uint64_t reserved[4];
+	uint64_t first_epoch; /* SAMPLED: tierd's epoch when recording began (events before the first
+			       * TREC_EPOCH belong to it); FULL: 0 */
+	uint64_t reserved[3];
 };
 
 enum trace_rec_type {
@@ -79,10 +81,17 @@ _Static_assert(sizeof(struct trace_rec) == 32, "trace records are 32 bytes");
 
 struct trace_writer;
 
-/* Creates `path` (O_EXCL unless `replace`) and writes the header. At most max_bytes (header
- * included; 0 = no limit) are written: once full, trace_write returns -EFBIG and counts drops. */
+/* Creates `path` (O_EXCL unless `replace`; mode 0600) and writes the header: magic, version,
+ * header_size and record_size are the writer's, the rest the caller's (-EINVAL: unknown flavour,
+ * a source without a NUL, max_bytes below the header). At most max_bytes (header included; 0 = no
+ * limit) are written: once full, trace_write returns -EFBIG and counts drops. trace_write returns
+ * -EINVAL, writing nothing, for a record trace_read would refuse. */
 int trace_writer_open(const char *path, const struct trace_header *h, uint64_t max_bytes, bool replace,
 		      struct trace_writer **ret);
+/* The same on an fd the caller opened (tierctl passes one: tierd writes where the user could). The
+ * writer owns the fd from then on, also on failure. */
+int trace_writer_fdopen(int fd, const struct trace_header *h, uint64_t max_bytes,
+			struct trace_writer **ret);
 int trace_write(struct trace_writer *w, const struct trace_rec *r);
 uint64_t trace_writer_records(const struct trace_writer *w);
 uint64_t trace_writer_dropped(const struct trace_writer *w);
@@ -97,11 +106,14 @@ int trace_reader_open(const char *path, struct trace_reader **ret, char *why, si
 const struct trace_header *trace_reader_header(const struct trace_reader *r);
 /* Reads the next record: 1, 0 at the end, or a negative errno with the reason (a truncated
  * record: its offset; an out-of-range field of a known type). Unknown types are returned as is
- * (readers skip them: newer minor additions). */
+ * (readers skip them: newer minor additions). -EBADMSG for a bad field consumes the record (the
+ * caller may read on); a truncated record or a read error is returned again on every later call.
+ * trace_reader_open: -EBADMSG for a malformed header, -EPROTONOSUPPORT for a newer version. */
 int trace_read(struct trace_reader *r, struct trace_rec *rec, char *why, size_t whylen);
 void trace_reader_close(struct trace_reader *r);
 
-/* One record as a line of text (no newline), for tierd-sim --export. */
+/* One record as a line of text (no newline), for tierd-sim --export. Returns its length,
+ * -ENOBUFS when it did not fit (buf then holds a NUL-terminated prefix), -EINVAL for len 0. */
 int trace_rec_format(const struct trace_rec *r, char *buf, size_t len);
 
 #endif

@@ -1,15 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tierctl: ask a running tierd what it sees.
- *   tierctl [--socket PATH] status [--json]
- * The human view is a short table; --json prints tierd's status document unchanged for scripts.
+ * tierctl: ask a running tierd what it sees, and tell it what to do.
+ *   tierctl [--socket PATH] [--json] status
+ *   tierctl policy                      the running policy (and the last one disabled, and why)
+ *   tierctl policy set NAME [KEY=VALUE...]
+ *   tierctl record FILE [--max-mib N]   record the policy's input (tierd-sim replays it)
+ *   tierctl stop                        stop recording
+ * The human view is short; --json prints tierd's documents unchanged for scripts. Exit status:
+ * 0 done, 1 tierd refused or cannot be reached (the reason on stderr), 2 usage.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tierd/proto.h"
 #include "tierd/tier.h"
 
 /* The integer value of "key": after position p; -1 when absent. */
@@ -62,15 +70,75 @@ static void print_human(const char *js)
 	}
 }
 
+static const char *where(const char *socket_path)
+{
+	const char *env = getenv("TIERD_SOCKET");
+
+	return socket_path ? socket_path : env && *env ? env : "/run/tierd/tierd.sock";
+}
+
+/* The "policy" object of the status document, as is. */
+static int show_policy(const char *js, int json)
+{
+	const char *p = strstr(js, "\"policy\":{");
+	char name[64], failed[300];
+
+	if (!p) {
+		fprintf(stderr, "tierctl: this tierd reports no policy\n");
+		return 1;
+	}
+	if (json) {
+		const char *e = strchr(p, '}');
+
+		printf("%.*s\n", (int)(e - p - 9), p + 9);
+		return 0;
+	}
+	jstr(p, "name", name, sizeof(name));
+	jstr(p, "failed", failed, sizeof(failed));
+	printf("policy %s\n", name);
+	if (failed[0])
+		printf("disabled earlier: %s\n", failed);
+	return 0;
+}
+
+static int control(const char *socket_path, uint32_t op, uint64_t arg, char **args, int nargs, int fd)
+{
+	char out[600] = "";
+	int r = tier_control(socket_path, op, arg, (const char *const *)args, (unsigned)nargs, fd, out,
+			     sizeof(out));
+
+	if (r < 0) {
+		if (out[0]) /* tierd's reason */
+			fprintf(stderr, "tierctl: %s\n", out);
+		else
+			fprintf(stderr, "tierctl: cannot reach tierd at %s: %s\n", where(socket_path),
+				strerror(-r));
+		return 1;
+	}
+	printf("%s\n", out);
+	return 0;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "Usage: tierctl [--socket PATH] [--json] status\n"
+			"       tierctl policy [set NAME [KEY=VALUE...]]\n"
+			"       tierctl record FILE [--max-mib N]\n"
+			"       tierctl stop\n");
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "socket", 1, NULL, 's' }, { "json", 0, NULL, 'j' },
-					      { "help", 0, NULL, 'h' }, {} };
+					      { "max-mib", 1, NULL, 'm' }, { "help", 0, NULL, 'h' }, {} };
+	unsigned long max_mib = 256;
+	const char *cmd;
 	const char *socket_path = NULL;
 	static char js[70000];
 	int c, r, json = 0;
 
-	while ((c = getopt_long(argc, argv, "s:jh", opts, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "+s:jh", opts, NULL)) >= 0) {
 		switch (c) {
 		case 's':
 			socket_path = optarg;
@@ -79,24 +147,65 @@ int main(int argc, char **argv)
 			json = 1;
 			break;
 		case 'h':
-			printf("Usage: tierctl [--socket PATH] status [--json]\n");
+			usage();
 			return 0;
 		default:
 			return 2;
 		}
 	}
-	if (optind >= argc || strcmp(argv[optind], "status") != 0) {
-		fprintf(stderr, "tierctl: unknown or missing command (try: tierctl status)\n");
-		return 2;
+	if (optind >= argc)
+		return usage();
+	cmd = argv[optind++];
+	/* Options may also follow the command (tierctl status --json). */
+	while ((c = getopt_long(argc, argv, "s:jh", opts, NULL)) >= 0) {
+		if (c == 's')
+			socket_path = optarg;
+		else if (c == 'j')
+			json = 1;
+		else if (c == 'm') {
+			char *end;
+
+			max_mib = strtoul(optarg, &end, 10);
+			if (*end || !max_mib || max_mib > (1ul << 20))
+				return usage();
+		} else
+			return usage();
+	}
+	if (!strcmp(cmd, "policy") && optind < argc) {
+		if (strcmp(argv[optind], "set") || optind + 1 >= argc)
+			return usage();
+		return control(socket_path, TIERD_CTL_POLICY_SET, 0, argv + optind + 1,
+			       argc - optind - 1, -1);
+	}
+	if (!strcmp(cmd, "record")) {
+		int fd;
+
+		if (optind + 1 != argc)
+			return usage();
+		/* tierctl opens the file, as its user: tierd writes where the caller may. */
+		fd = open(argv[optind], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			fprintf(stderr, "tierctl: %s: %s\n", argv[optind], strerror(errno));
+			return 1;
+		}
+		r = control(socket_path, TIERD_CTL_RECORD_START, (uint64_t)max_mib << 20, NULL, 0, fd);
+		close(fd);
+		return r;
+	}
+	if (!strcmp(cmd, "stop"))
+		return optind == argc ? control(socket_path, TIERD_CTL_RECORD_STOP, 0, NULL, 0, -1) : usage();
+	if ((strcmp(cmd, "status") && strcmp(cmd, "policy")) || optind != argc) {
+		fprintf(stderr, "tierctl: unknown command '%s'\n", cmd);
+		return usage();
 	}
 	r = tier_status_json(socket_path, js, sizeof(js));
 	if (r < 0) {
-		fprintf(stderr, "tierctl: cannot reach tierd at %s: %s\n",
-			socket_path ? socket_path : getenv("TIERD_SOCKET") ? getenv("TIERD_SOCKET")
-									   : "/run/tierd/tierd.sock",
+		fprintf(stderr, "tierctl: cannot reach tierd at %s: %s\n", where(socket_path),
 			strerror(-r));
 		return 1;
 	}
+	if (!strcmp(cmd, "policy"))
+		return show_policy(js, json);
 	if (json)
 		printf("%s\n", js);
 	else

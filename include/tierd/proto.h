@@ -41,6 +41,9 @@ enum tierd_msg_type {
 	TIERD_MSG_STATUS_QUERY = 12,
 	TIERD_MSG_STATUS_REPLY = 13,
 	TIERD_MSG_ERROR = 14,
+	TIERD_MSG_CONTROL = 15,       /* tierctl: an operation on the daemon (root only) */
+	TIERD_MSG_CONTROL_FD = 16,    /* the same, with one fd (recording: the trace file) */
+	TIERD_MSG_CONTROL_REPLY = 17,
 	_TIERD_MSG_MAX,
 };
 
@@ -172,5 +175,30 @@ struct tierd_msg_error {
 	char reason[128];
 };
 _Static_assert(sizeof(struct tierd_msg_error) == 152, "error");
+
+/* CONTROL / CONTROL_FD: followed by `nargs` NUL-terminated strings (the message's size covers them
+ * exactly). Only root may send them: they change what tierd does for every client. */
+enum tierd_control_op {
+	TIERD_CTL_POLICY_SET = 1,   /* args: NAME [key=value...] */
+	TIERD_CTL_RECORD_START = 2, /* CONTROL_FD: the trace file, open for writing; arg = max bytes */
+	TIERD_CTL_RECORD_STOP = 3,
+};
+
+struct tierd_msg_control {
+	struct tierd_msg_hdr hdr;
+	uint32_t op;    /* enum tierd_control_op */
+	uint32_t nargs;
+	uint64_t arg;
+};
+_Static_assert(sizeof(struct tierd_msg_control) == 32, "control");
+#define TIERD_CONTROL_MAX_ARGS 33
+
+/* Followed by a NUL-terminated text: what was done, or why not. */
+struct tierd_msg_control_reply {
+	struct tierd_msg_hdr hdr;
+	int32_t status; /* 0 or a negative errno */
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct tierd_msg_control_reply) == 24, "control_reply");
 
 #endif

@@ -94,6 +94,15 @@ void tier_segment_destroy(struct tier_segment *seg);
 /* Fetches tierd's status document (JSON) into buf. Returns its length or a negative errno. */
 int tier_status_json(const char *socket_path, char *buf, size_t len);
 
+/*
+ * Asks tierd to do something (tierctl; root only): op is an enum tierd_control_op
+ * (<tierd/proto.h>), args its string arguments, fd an fd to pass along (-1: none). tierd's answer
+ * (what it did, or why not) goes to out. Returns tierd's status: 0 or a negative errno (also
+ * when tierd cannot be reached).
+ */
+int tier_control(const char *socket_path, uint32_t op, uint64_t arg, const char *const *args,
+		 unsigned nargs, int fd, char *out, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -156,7 +156,7 @@ static void test_maps_real_and_segment(void **state)
 	seg->pages[4].accesses = UINT32_MAX;
 	page_touch(&seg->pages[4], 9); /* saturates */
 	assert_int_equal(seg->pages[4].accesses, UINT32_MAX);
-	assert_true(sizeof(struct page_state) <= 16);
+	assert_true(sizeof(struct tierd_page) <= 16);
 	segment_free(seg); /* closes fd */
 	munmap(p, 64 * 4096);
 }
