@@ -140,6 +140,9 @@ $(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBT
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread
 
+# test_policyd reads the traces tierd records.
+$(BUILD)/tests/kernel/test_policyd: $(call obj,policy/trace.c)
+
 # Tests for a machine with several NUMA nodes (run in the QEMU guest by make check-vm).
 $(BUILD)/tests/vm/%: $(call obj,tests/vm/%.c tests/vm/vmlib.c tests/lib/harness.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
@@ -174,7 +177,7 @@ check-systemd: all $(TEST_HELPERS)
 check-unit: $(UNIT_TESTS) $(TEST_MODULES)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS)
 
-check-kernel: all $(KERNEL_TESTS) $(TEST_HELPERS)
+check-kernel: all $(KERNEL_TESTS) $(TEST_HELPERS) $(TEST_MODULES)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(KERNEL_TESTS)
 
 # Multi-node tests in a QEMU guest (tests/vm/run-vm.sh; this host has one NUMA node). The guest

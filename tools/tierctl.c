@@ -90,7 +90,7 @@ static int show_policy(const char *js, int json)
 	if (json) {
 		const char *e = strchr(p, '}');
 
-		printf("%.*s\n", (int)(e - p - 9), p + 9);
+		printf("%.*s\n", (int)(e + 1 - (p + 9)), p + 9); /* from '{' after "policy": to its '}' */
 		return 0;
 	}
 	jstr(p, "name", name, sizeof(name));
@@ -155,8 +155,12 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return usage();
-	cmd = argv[optind++];
-	/* Options may also follow the command (tierctl status --json). */
+	cmd = argv[optind];
+	/* Options may also follow the command (tierctl status --json): parse what follows it as
+	 * its own argument vector, the command in the place of the program's name. */
+	argv += optind;
+	argc -= optind;
+	optind = 0; /* glibc: start afresh on the new vector */
 	while ((c = getopt_long(argc, argv, "s:jh", opts, NULL)) >= 0) {
 		if (c == 's')
 			socket_path = optarg;
@@ -190,6 +194,8 @@ int main(int argc, char **argv)
 		}
 		r = control(socket_path, TIERD_CTL_RECORD_START, (uint64_t)max_mib << 20, NULL, 0, fd);
 		close(fd);
+		if (r)
+			unlink(argv[optind]); /* created above, empty: tierd refused */
 		return r;
 	}
 	if (!strcmp(cmd, "stop"))

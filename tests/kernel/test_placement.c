@@ -22,39 +22,6 @@
 
 #include "harness.h"
 
-static void put(const char *root, const char *rel, const char *text)
-{
-	char path[512], dir[512], *slash;
-	FILE *f;
-
-	mkdir(root, 0755);
-	snprintf(path, sizeof(path), "%s/%s", root, rel);
-	snprintf(dir, sizeof(dir), "%s", path);
-	for (char *p = dir + strlen(root) + 1; (slash = strchr(p, '/')); p = slash + 1) {
-		*slash = '\0';
-		mkdir(dir, 0755);
-		*slash = '/';
-	}
-	f = fopen(path, "we");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
-
-/* Node 0 as this machine has it, plus a memory-only node 1 that does not exist. */
-static void fake_two_nodes(const char *root)
-{
-	put(root, "devices/system/node/online", "0-1\n");
-	put(root, "devices/system/node/node0/cpulist", "0-1\n");
-	put(root, "devices/system/node/node0/meminfo",
-	    "Node 0 MemTotal:       8388608 kB\nNode 0 MemFree:        4194304 kB\n");
-	put(root, "devices/system/node/node0/distance", "10 20\n");
-	put(root, "devices/system/node/node1/cpulist", "\n");
-	put(root, "devices/system/node/node1/meminfo",
-	    "Node 1 MemTotal:       8388608 kB\nNode 1 MemFree:        8388608 kB\n");
-	put(root, "devices/system/node/node1/distance", "20 10\n");
-}
-
 /* Every move fails; the clients must never notice. `mode` is tierd's --migrate-mode. */
 static void refusing_node(const char *mode)
 {
@@ -67,7 +34,7 @@ static void refusing_node(const char *mode)
 	snprintf(root, sizeof(root), "%s/sysfs", harness_dir());
 	snprintf(sock, sizeof(sock), "%s/refuse.sock", harness_dir());
 	snprintf(out, sizeof(out), "%s/refuse.out", harness_dir());
-	fake_two_nodes(root);
+	harness_fake_two_nodes(root);
 	/* A 1 MiB budget: everything tierd tracks is over it, so it keeps trying to demote to a
 	 * node 1 that move_pages(2) refuses. */
 	d = daemon_start(sock, "--sysfs-root", root, "--epoch-ms", "50", "--migrate-every", "2",

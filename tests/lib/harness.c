@@ -325,3 +325,36 @@ long long kv_int(const char *text, const char *key)
 	p = strstr(text, pat);
 	return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
 }
+
+static void put_file(const char *root, const char *rel, const char *text)
+{
+	char path[512], parent[512], *slash;
+	FILE *f;
+
+	mkdir(root, 0755);
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	snprintf(parent, sizeof(parent), "%s", path);
+	for (char *p = parent + strlen(root) + 1; (slash = strchr(p, '/')); p = slash + 1) {
+		*slash = '\0';
+		mkdir(parent, 0755);
+		*slash = '/';
+	}
+	f = fopen(path, "we");
+	if (!f)
+		return;
+	fputs(text, f);
+	fclose(f);
+}
+
+void harness_fake_two_nodes(const char *root)
+{
+	put_file(root, "devices/system/node/online", "0-1\n");
+	put_file(root, "devices/system/node/node0/cpulist", "0-1\n");
+	put_file(root, "devices/system/node/node0/meminfo",
+		 "Node 0 MemTotal:       8388608 kB\nNode 0 MemFree:        4194304 kB\n");
+	put_file(root, "devices/system/node/node0/distance", "10 20\n");
+	put_file(root, "devices/system/node/node1/cpulist", "\n");
+	put_file(root, "devices/system/node/node1/meminfo",
+		 "Node 1 MemTotal:       8388608 kB\nNode 1 MemFree:        8388608 kB\n");
+	put_file(root, "devices/system/node/node1/distance", "20 10\n");
+}

@@ -43,6 +43,10 @@ long long json_int(const char *json, const char *after, const char *key);
  * did within timeout_ms. */
 bool status_wait_no_segments(const char *sock, unsigned timeout_ms);
 
+/* A sysfs tree under `root` (for tierd --sysfs-root): node 0 as this machine has it, plus a
+ * memory-only node 1 that does not exist (every move to it fails). */
+void harness_fake_two_nodes(const char *root);
+
 uint64_t mono_usec(void);
 void msleep(unsigned ms);
 

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The placement policy in the running daemon: switching at run time with tierctl (and the
+ * refusals: unknown policy, bad parameter, not root), a module that crashes in decide() (tierd
+ * falls back to `none`, says why, and the application never notices), and recording the
+ * policy's input with tierctl record / stop.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "trace.h"
+
+/* Runs tierctl (optionally as nobody); its output goes to *out. Returns its exit status. */
+static int tierctl(const char *sock, bool as_nobody, char *out, size_t len, ...)
+{
+	char *argv[32], path[512];
+	int n = 0, rc;
+	va_list ap;
+	pid_t pid;
+
+	if (as_nobody) {
+		argv[n++] = (char *)"/usr/bin/setpriv";
+		argv[n++] = (char *)"--reuid=65534";
+		argv[n++] = (char *)"--regid=65534";
+		argv[n++] = (char *)"--clear-groups";
+	}
+	argv[n++] = (char *)harness_bin("tierctl");
+	argv[n++] = (char *)"--socket";
+	argv[n++] = (char *)sock;
+	va_start(ap, len);
+	for (char *a; (a = va_arg(ap, char *)) && n < 31;)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	snprintf(path, sizeof(path), "%s/tierctl.out", harness_dir());
+	unlink(path);
+	pid = spawn_out(argv, path, NULL);
+	assert_true(pid > 0);
+	rc = wait_exit(pid, 10000);
+	read_text(path, out, len);
+	print_message("tierctl%s:%s -> %d: %s", as_nobody ? " (nobody)" : "", argv[as_nobody ? 7 : 3],
+		      rc, out);
+	return rc;
+}
+
+static void policy_of(const char *sock, char *name, size_t len)
+{
+	char js[65536], *p, *e;
+
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	p = strstr(js, "\"policy\":{\"name\":\"");
+	assert_non_null(p);
+	p += strlen("\"policy\":{\"name\":\"");
+	e = strchr(p, '"');
+	snprintf(name, len, "%.*s", (int)(e - p), p);
+}
+
+static pid_t client(const char *sock, const char *out, const char *ms)
+{
+	char *argv[] = { (char *)harness_bin("tests/helpers/tier-client"), "--socket", (char *)sock,
+			 "--kind", "shmem", "--threads", "2", "--mib", "16", "--ms", (char *)ms,
+			 "--wait-tracked", "3000", NULL };
+
+	return spawn_out(argv, out, NULL);
+}
+
+static void test_switch_at_run_time(void **state)
+{
+	char sock[256], out[4096], name[64], cout[256], text[4096];
+	pid_t d, c;
+
+	(void)state;
+	snprintf(sock, sizeof(sock), "%s/switch.sock", harness_dir());
+	snprintf(cout, sizeof(cout), "%s/switch.client", harness_dir());
+	d = daemon_start(sock, "--epoch-ms", "50", NULL);
+	assert_true(d > 0);
+	c = client(sock, cout, "2500");
+	msleep(500);
+	policy_of(sock, name, sizeof(name));
+	assert_string_equal(name, "hotness");
+
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "policy", "set", "none", NULL), 0);
+	assert_non_null(strstr(out, "policy none running"));
+	policy_of(sock, name, sizeof(name));
+	assert_string_equal(name, "none");
+
+	/* Refusals leave the running policy in place and say why. */
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "policy", "set", "nonesuch", NULL), 1);
+	assert_non_null(strstr(out, "nonesuch"));
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "policy", "set", "hotness",
+				 "min_score=2", NULL),
+			 1);
+	assert_non_null(strstr(out, "min_score=2"));
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "policy", "set", "hotness", "oops",
+				 NULL),
+			 1);
+	assert_non_null(strstr(out, "not key=value"));
+	if (access("/usr/bin/setpriv", X_OK) == 0) {
+		/* Let nobody reach the socket: the refusal must come from tierd. */
+		assert_int_equal(chmod(harness_dir(), 0755), 0);
+		assert_int_equal(chmod(sock, 0666), 0);
+		assert_int_equal(tierctl(sock, true, out, sizeof(out), "policy", "set", "hotness", NULL), 1);
+		assert_non_null(strstr(out, "only root may change what tierd does"));
+		/* Reading is not changing. */
+		assert_int_equal(tierctl(sock, true, out, sizeof(out), "policy", NULL), 0);
+		assert_int_equal(chmod(harness_dir(), 0700), 0);
+	}
+	policy_of(sock, name, sizeof(name));
+	assert_string_equal(name, "none");
+
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "policy", "set", "hotness",
+				 "min_score=0.5", NULL),
+			 0);
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "--json", "policy", NULL), 0);
+	assert_non_null(strstr(out, "\"name\":\"hotness\""));
+	assert_non_null(strstr(out, "\"failed\":null"));
+
+	/* The application saw nothing of it; its segment stayed attached throughout. */
+	assert_int_equal(wait_exit(c, 30000), 0);
+	read_text(cout, text, sizeof(text));
+	assert_int_equal(kv_int(text, "errors"), 0);
+	assert_int_equal(kv_int(text, "attaches"), 1);
+	daemon_stop(d);
+}
+
+/* A module whose decide() dereferences NULL, in a root-owned directory: tierd survives it. */
+static void test_crashing_module(void **state)
+{
+	char sock[256], out[4096], dir[64], cmd[1024], js[65536], cout[256], text[4096], name[64];
+	pid_t d, c;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	snprintf(dir, sizeof(dir), "/run/tierd-policyd-test.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	chmod(dir, 0755);
+	snprintf(cmd, sizeof(cmd), "install -m 0644 %s '%s/hostile.so'",
+		 harness_bin("tests/policy/hostile.so"), dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(sock, sizeof(sock), "%s/crash.sock", harness_dir());
+	snprintf(cout, sizeof(cout), "%s/crash.client", harness_dir());
+	d = daemon_start(sock, "--epoch-ms", "50", "--policy-dir", dir, "--policy", "hostile", NULL);
+	assert_true(d > 0);
+	c = client(sock, cout, "2000");
+	msleep(300);
+	policy_of(sock, name, sizeof(name));
+	assert_string_equal(name, "hostile");
+
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "policy", "set", "hostile",
+				 "mode=crash", NULL),
+			 0);
+	msleep(300); /* a few epochs: decide() runs each */
+	assert_int_equal(waitpid(d, NULL, WNOHANG), 0); /* tierd is alive */
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	assert_non_null(strstr(js, "\"name\":\"none\""));
+	assert_non_null(strstr(js, "hostile: decide() crashed with SIGSEGV"));
+
+	/* Setting a policy again clears the failure. */
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "policy", "set", "hotness", NULL), 0);
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	assert_non_null(strstr(js, "\"failed\":null"));
+
+	assert_int_equal(wait_exit(c, 30000), 0);
+	read_text(cout, text, sizeof(text));
+	assert_int_equal(kv_int(text, "errors"), 0);
+	assert_int_equal(kv_int(text, "attaches"), 1);
+	daemon_stop(d);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* tierctl record / stop: the trace holds the segment, fault events, and per epoch a view that
+ * ends in DECIDE; with the two-node fixture topology, page nodes too. */
+static void test_record(void **state)
+{
+	char sock[256], out[4096], root[256], trace[256], cout[256], why[256];
+	uint64_t nseg = 0, nfault = 0, nepoch = 0, ndecide = 0, nnodes = 0, nregion = 0;
+	struct trace_reader *r;
+	struct trace_rec rec;
+	bool in_view = false;
+	pid_t d, c;
+	int k;
+
+	(void)state;
+	snprintf(root, sizeof(root), "%s/sysfs-rec", harness_dir());
+	harness_fake_two_nodes(root);
+	snprintf(sock, sizeof(sock), "%s/rec.sock", harness_dir());
+	snprintf(trace, sizeof(trace), "%s/rec.trc", harness_dir());
+	snprintf(cout, sizeof(cout), "%s/rec.client", harness_dir());
+	d = daemon_start(sock, "--epoch-ms", "50", "--sysfs-root", root, "--migrate-every", "2",
+			 "--fast-budget-mib", "1", "--reserve-mib", "0", NULL);
+	assert_true(d > 0);
+	c = client(sock, cout, "2000");
+	msleep(200);
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "record", trace, "--max-mib", "16",
+				 NULL),
+			 0);
+	/* One recording at a time; and tierctl never overwrites a file. */
+	snprintf(why, sizeof(why), "%s/rec2.trc", harness_dir());
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "record", why, NULL), 1);
+	assert_non_null(strstr(out, "already recording"));
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "record", trace, NULL), 1);
+	assert_non_null(strstr(out, "File exists"));
+	msleep(1000);
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "stop", NULL), 0);
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "stop", NULL), 1);
+	assert_non_null(strstr(out, "not recording"));
+	assert_int_equal(wait_exit(c, 30000), 0);
+	daemon_stop(d);
+
+	assert_int_equal(trace_reader_open(trace, &r, why, sizeof(why)), 0);
+	assert_int_equal(trace_reader_header(r)->flavour, TRACE_SAMPLED);
+	while ((k = trace_read(r, &rec, why, sizeof(why))) == 1) {
+		switch (rec.type) {
+		case TREC_SEG:
+			nseg++;
+			assert_int_equal(rec.b, 4096);
+			break;
+		case TREC_EVENT:
+			assert_false(in_view);
+			nfault += rec.u8 == 1; /* TIERD_EV_FAULT */
+			break;
+		case TREC_EPOCH:
+			assert_false(in_view);
+			in_view = true;
+			nepoch++;
+			break;
+		case TREC_NODES:
+			assert_true(in_view);
+			nnodes += rec.b;
+			break;
+		case TREC_REGION:
+			assert_true(in_view);
+			nregion++;
+			break;
+		case TREC_DECIDE:
+			assert_true(in_view);
+			in_view = false;
+			ndecide++;
+			break;
+		}
+	}
+	if (k < 0)
+		fail_msg("reading the trace: %s", why);
+	trace_reader_close(r);
+	print_message("trace: %llu segments, %llu faults, %llu epochs, %llu decides, %llu page nodes, "
+		      "%llu regions\n", (unsigned long long)nseg, (unsigned long long)nfault,
+		      (unsigned long long)nepoch, (unsigned long long)ndecide,
+		      (unsigned long long)nnodes, (unsigned long long)nregion);
+	assert_int_equal(nseg, 1);
+	assert_true(nfault > 0);
+	assert_true(nepoch >= 10); /* 1 s of 50 ms epochs, with slack for a busy machine */
+	assert_int_equal(nepoch, ndecide);
+	assert_true(nnodes > 0);
+	assert_true(nregion >= nepoch);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_switch_at_run_time),
+		cmocka_unit_test(test_crashing_module),
+		cmocka_unit_test(test_record),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, harness_group_teardown);
+}
