@@ -776,6 +776,31 @@ static void manager_reload(struct manager *m)
 		log_error("Reload failed (above); the running configuration stays in force");
 		return;
 	}
+	/* The policy restarts when its name or parameters changed, or when it was disabled: a
+	 * reload is how an operator says "try again". It goes first: a policy that does not start
+	 * (its parameters refused) fails the whole reload, so nothing of the new file applies. */
+	if (strcmp(n.policy_name, m->cfg.policy_name) || strcmp(n.policy_dir, m->cfg.policy_dir) ||
+	    n.n_policy_params != m->cfg.n_policy_params ||
+	    memcmp(n.policy_params, m->cfg.policy_params,
+		   n.n_policy_params * sizeof(n.policy_params[0])) ||
+	    m->policy_failed_why[0]) {
+		struct tierd_config old = m->cfg;
+		char why[300];
+		int r;
+
+		/* The new policy reads its parameters and module directory from m->cfg. */
+		snprintf(m->cfg.policy_dir, sizeof(m->cfg.policy_dir), "%s", n.policy_dir);
+		m->cfg.n_policy_params = n.n_policy_params;
+		memcpy(m->cfg.policy_params, n.policy_params, sizeof(n.policy_params));
+		r = manager_policy_switch(m, n.policy_name, NULL, 0, why, sizeof(why));
+		if (r < 0) {
+			m->cfg = old;
+			log_error("Reload failed: policy %s does not start: %s; the running configuration "
+				  "(policy %s) stays in force", n.policy_name, why,
+				  m->policy ? policy_name(m->policy) : "none");
+			return;
+		}
+	}
 	if (strcmp(n.socket_path, m->cfg.socket_path))
 		log_warning("Reload: daemon.socket changes only at restart (still %s)", m->cfg.socket_path);
 	if (n.shmem_register_whole != m->cfg.shmem_register_whole)
@@ -792,30 +817,6 @@ static void manager_reload(struct manager *m)
 			log_error_errno(-errno, "Reload: setting the epoch timer: %m; keeping %u ms",
 					m->cfg.epoch_ms);
 			n.epoch_ms = m->cfg.epoch_ms;
-		}
-	}
-	/* The policy restarts when its name or parameters changed, or when it was disabled: a
-	 * reload is how an operator says "try again". A policy that does not start leaves the
-	 * running one in place. */
-	if (strcmp(n.policy_name, m->cfg.policy_name) || strcmp(n.policy_dir, m->cfg.policy_dir) ||
-	    n.n_policy_params != m->cfg.n_policy_params ||
-	    memcmp(n.policy_params, m->cfg.policy_params,
-		   n.n_policy_params * sizeof(n.policy_params[0])) ||
-	    m->policy_failed_why[0]) {
-		struct tierd_config old = m->cfg;
-		char why[300];
-
-		m->cfg.policy_dir[0] = '\0';
-		snprintf(m->cfg.policy_dir, sizeof(m->cfg.policy_dir), "%s", n.policy_dir);
-		m->cfg.n_policy_params = n.n_policy_params;
-		memcpy(m->cfg.policy_params, n.policy_params, sizeof(n.policy_params));
-		if (manager_policy_switch(m, n.policy_name, NULL, 0, why, sizeof(why)) < 0) {
-			log_error("Reload: policy %s does not start: %s; %s stays", n.policy_name, why,
-				  m->policy ? policy_name(m->policy) : "none");
-			snprintf(n.policy_name, sizeof(n.policy_name), "%s", old.policy_name);
-			snprintf(n.policy_dir, sizeof(n.policy_dir), "%s", old.policy_dir);
-			n.n_policy_params = old.n_policy_params;
-			memcpy(n.policy_params, old.policy_params, sizeof(n.policy_params));
 		}
 	}
 	m->cfg = n;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -268,9 +269,60 @@ static void test_record(void **state)
 	assert_true(nregion >= nepoch);
 }
 
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "we");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* The policy from the configuration file, its parameters checked by --check-config, and a
+ * SIGHUP that changes it (a policy that does not start leaves the running one in place). */
+static void test_config_and_reload(void **state)
+{
+	char sock[256], conf[256], name[64], cmd[1024], out[4096];
+	pid_t d;
+
+	(void)state;
+	snprintf(sock, sizeof(sock), "%s/conf.sock", harness_dir());
+	snprintf(conf, sizeof(conf), "%s/tierd.conf", harness_dir());
+	write_file(conf, "[policy]\nname = hotness\n\n[policy.hotness]\nmin_score = 7\n");
+	snprintf(cmd, sizeof(cmd), "%s --config %s --check-config >%s/check.out 2>&1", harness_bin("tierd"),
+		 conf, harness_dir());
+	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+	snprintf(cmd, sizeof(cmd), "%s/check.out", harness_dir());
+	read_text(cmd, out, sizeof(out));
+	print_message("%s", out);
+	assert_non_null(strstr(out, "min_score=7: want a number in (0, 1]"));
+
+	write_file(conf, "[policy]\nname = none\n");
+	d = daemon_start(sock, "--config", conf, "--epoch-ms", "50", NULL);
+	assert_true(d > 0);
+	policy_of(sock, name, sizeof(name));
+	assert_string_equal(name, "none");
+
+	write_file(conf, "[policy]\nname = hotness\n\n[policy.hotness]\nmin_score = 0.5\n");
+	assert_int_equal(kill(d, SIGHUP), 0);
+	msleep(300);
+	policy_of(sock, name, sizeof(name));
+	assert_string_equal(name, "hotness");
+
+	/* A parameter the policy refuses: the file parses, the policy does not start. */
+	write_file(conf, "[policy]\nname = none\n\n[policy.none]\nsurprise = 1\n");
+	assert_int_equal(kill(d, SIGHUP), 0);
+	msleep(300);
+	policy_of(sock, name, sizeof(name));
+	assert_string_equal(name, "hotness");
+	assert_int_equal(waitpid(d, NULL, WNOHANG), 0);
+	daemon_stop(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_config_and_reload),
 		cmocka_unit_test(test_switch_at_run_time),
 		cmocka_unit_test(test_crashing_module),
 		cmocka_unit_test(test_record),
