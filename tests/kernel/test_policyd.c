@@ -148,8 +148,8 @@ static void test_crashing_module(void **state)
 	snprintf(dir, sizeof(dir), "/run/tierd-policyd-test.XXXXXX");
 	assert_non_null(mkdtemp(dir));
 	chmod(dir, 0755);
-	snprintf(cmd, sizeof(cmd), "install -m 0644 %s '%s/hostile.so'",
-		 harness_bin("tests/policy/hostile.so"), dir);
+	snprintf(cmd, sizeof(cmd), "install -m 0644 %s '%s/hostile.so' && install -m 0644 %s '%s/'",
+		 harness_bin("tests/policy/hostile.so"), dir, harness_bin("examples/recency.so"), dir);
 	assert_int_equal(system(cmd), 0);
 	snprintf(sock, sizeof(sock), "%s/crash.sock", harness_dir());
 	snprintf(cout, sizeof(cout), "%s/crash.client", harness_dir());
@@ -169,8 +169,18 @@ static void test_crashing_module(void **state)
 	assert_non_null(strstr(js, "\"name\":\"none\""));
 	assert_non_null(strstr(js, "hostile: decide() crashed with SIGSEGV"));
 
-	/* Setting a policy again clears the failure. */
-	assert_int_equal(tierctl(sock, false, out, sizeof(out), "policy", "set", "hotness", NULL), 0);
+	/* Setting a policy again clears the failure: here the example module, built outside the
+	 * tree against <tierd/policy.h> alone, with a parameter. */
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "policy", "set", "recency", "bogus=1",
+				 NULL),
+			 1);
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "policy", "set", "recency",
+				 "window_epochs=4", NULL),
+			 0);
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	assert_non_null(strstr(js, "\"failed\":null"));
+	assert_non_null(strstr(js, "\"name\":\"recency\""));
+	msleep(200); /* it decides a few epochs */
 	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
 	assert_non_null(strstr(js, "\"failed\":null"));
 
