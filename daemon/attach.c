@@ -311,10 +311,11 @@ static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint6
 	}
 }
 
-static int handle_fault(struct manager *m, struct attachment *a, uint64_t addr)
+static int handle_fault(struct manager *m, struct attachment *a, uint64_t addr, uint64_t read_usec)
 {
 	struct segment *seg = a->seg;
 	uint64_t ps = seg->page_size, pgaddr = addr & ~(ps - 1), page;
+	int r;
 
 	if (pgaddr < a->base || pgaddr - a->base >= a->length) {
 		/* Not ours (cannot happen unless the client remapped): wake, never leave it blocked. */
@@ -341,9 +342,12 @@ static int handle_fault(struct manager *m, struct attachment *a, uint64_t addr)
 		/* Its batch has not moved yet: the thread waits, and attachment_batch_release()
 		 * lets it onto the moved page. */
 		m->stats.faults_held++;
+		seg->batch.held++;
 		return 0;
 	}
-	return resolve(m, a, pgaddr, ps) == -ESRCH ? -ESRCH : 0;
+	r = resolve(m, a, pgaddr, ps);
+	manager_fault_latency(m, now_usec() - read_usec, 1);
+	return r == -ESRCH ? -ESRCH : 0;
 }
 
 void attachment_handle_uffd(struct manager *m, struct attachment *a)
@@ -353,6 +357,7 @@ void attachment_handle_uffd(struct manager *m, struct attachment *a)
 	/* A bounded number of reads per wake-up keeps one busy client from starving the others. */
 	for (int round = 0; round < 8 && !a->dead; round++) {
 		ssize_t n = read(a->uffd, msgs, sizeof(msgs));
+		uint64_t read_usec = now_usec();
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
@@ -365,7 +370,7 @@ void attachment_handle_uffd(struct manager *m, struct attachment *a)
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
 			switch (msgs[i].event) {
 			case UFFD_EVENT_PAGEFAULT:
-				if (handle_fault(m, a, msgs[i].arg.pagefault.address) == -ESRCH) {
+				if (handle_fault(m, a, msgs[i].arg.pagefault.address, read_usec) == -ESRCH) {
 					manager_client_drop(m, a->client, "process exited");
 					return;
 				}
@@ -639,6 +644,7 @@ void manager_epoch(struct manager *m)
 	/* The policy decides (and placement runs) on closed windows' scores, before new windows
 	 * are zapped. */
 	manager_placement(m);
+	manager_metrics_textfile(m);
 	if (!active || m->cfg.max_windows == 0)
 		return;
 	budget = m->cfg.max_windows / active;

@@ -51,13 +51,15 @@ void tierd_config_defaults(struct tierd_config *cfg)
 		.sysfs_root = "/sys",
 		.policy_name = "hotness",
 		.policy_dir = TIERD_POLICY_DIR,
+		/* node_exporter scrapes every 15 s by default. */
+		.metrics_interval_ms = 15000,
 	};
 	snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", TIERD_DEFAULT_SOCKET);
 }
 
 
 enum key_type { K_U32, K_BYTES, K_FLOAT, K_BOOL, K_PATH, K_MODE, K_REG, K_USERS, K_GROUPS, K_NAME,
-		K_DIR };
+		K_DIR, K_FILE };
 
 struct key {
 	const char *section, *name;
@@ -85,6 +87,8 @@ static const struct key keys[] = {
 	{ "migration", "reserve_mib", K_BYTES, F(reserve_bytes), 0, UINT32_MAX - 1, 1 << 20 },
 	{ "policy", "name", K_NAME, F(policy_name), 0, 0, 0 },
 	{ "policy", "module_dir", K_DIR, F(policy_dir), 0, 0, 0 },
+	{ "metrics", "textfile", K_FILE, F(metrics_textfile), 0, 0, 0 },
+	{ "metrics", "interval_ms", K_U32, F(metrics_interval_ms), 1000, 3600000, 0 },
 	{ "clients", "allow_users", K_USERS, F(allow_uids), 0, 0, 0 },
 	{ "clients", "allow_groups", K_GROUPS, F(allow_gids), 0, 0, 0 },
 	{ "clients", "heartbeat_ms", K_U32, F(heartbeat_ms), 10, 60000, 0 },
@@ -283,6 +287,15 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 			return -EINVAL;
 		}
 		snprintf(p, sizeof(cfg->policy_name), "%s", value);
+		return 0;
+	case K_FILE:
+		/* Empty: off. */
+		if ((value[0] && value[0] != '/') || strlen(value) >= sizeof(cfg->metrics_textfile)) {
+			snprintf(why, whylen, "'%s' is not empty or an absolute path shorter than %zu bytes",
+				 value, sizeof(cfg->metrics_textfile));
+			return -EINVAL;
+		}
+		snprintf(p, sizeof(cfg->metrics_textfile), "%s", value);
 		return 0;
 	case K_DIR:
 		if (value[0] != '/' || strlen(value) >= sizeof(cfg->policy_dir)) {
@@ -505,6 +518,7 @@ void config_dump(const struct tierd_config *cfg, FILE *f)
 		case K_PATH:
 		case K_NAME:
 		case K_DIR:
+		case K_FILE:
 			fputs(p, f);
 			break;
 		case K_MODE:

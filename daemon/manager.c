@@ -552,16 +552,18 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 	(void)manager_send(m, c, buf, sizeof(*hdr) + len + 1, NULL, 0);
 }
 
+static uint8_t control_buf[TIERD_MSG_MAX_BYTES];
+
 static void control_reply(struct manager *m, struct client *c, uint64_t seq, int status,
 			  const char *text)
 {
-	static uint8_t buf[sizeof(struct tierd_msg_control_reply) + 512];
-	struct tierd_msg_control_reply *rep = (struct tierd_msg_control_reply *)buf;
-	size_t len = sizeof(*rep) + (size_t)snprintf((char *)(rep + 1), 512, "%s", text) + 1;
+	struct tierd_msg_control_reply *rep = (struct tierd_msg_control_reply *)control_buf;
+	size_t room = sizeof(control_buf) - sizeof(*rep), len;
 
-	if (len > sizeof(buf))
-		len = sizeof(buf);
-	buf[sizeof(buf) - 1] = '\0';
+	if ((char *)(rep + 1) != text) /* the metrics are written in place */
+		snprintf((char *)(rep + 1), room, "%s", text);
+	control_buf[sizeof(control_buf) - 1] = '\0';
+	len = sizeof(*rep) + strlen((char *)(rep + 1)) + 1;
 	rep->status = status;
 	rep->reserved = 0;
 	proto_init(&rep->hdr, TIERD_MSG_CONTROL_REPLY, (uint32_t)len, seq);
@@ -577,6 +579,15 @@ static void on_control(struct manager *m, struct client *c, const void *buf, siz
 	char why[300], kv[TIERD_CONTROL_MAX_ARGS][256];
 	int r = 0;
 
+	if (q->op == TIERD_CTL_METRICS) {
+		char *text = (char *)control_buf + sizeof(struct tierd_msg_control_reply);
+
+		r = manager_metrics(m, text, sizeof(control_buf) - sizeof(struct tierd_msg_control_reply));
+		if (r < 0)
+			snprintf(text, 64, "metrics larger than a message");
+		control_reply(m, c, q->hdr.seq, r < 0 ? r : 0, text);
+		return;
+	}
 	if (c->uid != 0) {
 		control_reply(m, c, q->hdr.seq, -EPERM, "only root may change what tierd does");
 		return;

@@ -62,6 +62,11 @@ struct tierd_config {
 		char policy[48], key[48], value[128];
 	} policy_params[TIERD_MAX_POLICY_PARAMS];
 	uint64_t policy_seed;       /* for policies that randomise */
+
+	/* Metrics for node_exporter's textfile collector: written every textfile_interval_ms to
+	 * this path (empty: never). */
+	char metrics_textfile[256];
+	uint32_t metrics_interval_ms;
 };
 
 void tierd_config_defaults(struct tierd_config *cfg);
@@ -109,7 +114,15 @@ struct client {
 	struct client *next;
 };
 
+/* Fault latency buckets (upper bounds, seconds): log-linear 1-2.5-5 from 1 us to 1 s (metrics.c). */
+#define FAULT_LAT_BUCKETS 19
+
 struct manager_stats {
+	/* Time from tierd reading a fault to resolving it; a fault held by a migration batch is
+	 * counted from the batch's start to its release (an upper bound). */
+	uint64_t fault_lat[FAULT_LAT_BUCKETS + 1]; /* last: above the largest bound */
+	uint64_t fault_lat_count;
+	double fault_lat_sum_s;
 	uint64_t faults, first_touch_faults, continue_eexist, continue_retries, continue_absent;
 	uint64_t wake_after_unregister;
 	uint64_t windows_armed, windows_closed, zaps_sent, zaps_skipped, zap_acks, zap_errors;
@@ -163,6 +176,7 @@ struct manager {
 	size_t pwindows_cap, npwindows;
 	uint64_t tier_used[TIERD_MAX_TIERS]; /* tracked bytes per tier, as of the last pass */
 	FILE *decision_log;
+	uint64_t metrics_written_usec;
 	struct trace_writer *trace; /* recording (tierctl record) */
 	/* Objects that died during an epoll batch are freed after the batch. */
 	struct client *graveyard;
@@ -186,6 +200,15 @@ void manager_placement(struct manager *m);
 void manager_batches_poll(struct manager *m);
 /* Ends a segment's batch at once without moving (its last attachment went away). */
 void manager_batch_drop(struct manager *m, struct segment *seg);
+
+/* metrics.c */
+/* Records `n` faults that took `usec` each. */
+void manager_fault_latency(struct manager *m, uint64_t usec, uint64_t n);
+/* The metrics in Prometheus' text format (version 0.0.4). Returns the length written, or
+ * -ENOBUFS when `len` is too small. */
+int manager_metrics(const struct manager *m, char *buf, size_t len);
+/* Writes them to cfg.metrics_textfile (temp file + rename) when due. */
+void manager_metrics_textfile(struct manager *m);
 
 /* policyd.c */
 struct policy;

@@ -229,6 +229,8 @@ long migrate_pages_to(struct segment *seg, const uint64_t *pages, size_t n, int 
 
 			if (status[i] == node) {
 				moved++;
+				if (ps->node >= 0 && ps->node < MIGRATE_STAT_NODES && node < MIGRATE_STAT_NODES)
+					st->moved[ps->node][node][seg->page_size > 4096]++;
 				ps->node = (int16_t)node;
 				st->bytes_moved += seg->page_size;
 			} else {

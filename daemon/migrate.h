@@ -48,8 +48,13 @@ struct migrate_plan {
 void migrate_plan_build(struct migrate_candidate *cands, size_t n, const struct migrate_budget *b,
 			struct migrate_plan *plan);
 
+/* Pages moved are counted per (from node, to node, page size) for node ids below this. */
+#define MIGRATE_STAT_NODES 16
+
 /* Per-reason counters of pages that did not move. */
 struct migrate_stats {
+	/* [from][to][huge]: pages moved; from = the node tierd last saw the page on */
+	uint64_t moved[MIGRATE_STAT_NODES][MIGRATE_STAT_NODES][2];
 	uint64_t promoted, demoted, batches, calls;
 	uint64_t err_nomem, err_busy, err_access, err_noent, err_fault, err_other;
 	uint64_t bytes_moved;

@@ -387,6 +387,8 @@ static void batch_end(struct manager *m, struct segment *seg, uint64_t up, uint6
 				", busy %" PRIu64 ", mapped %" PRIu64 ", other %" PRIu64 ")",
 				seg->id, b->n, m->mstats.err_nomem, m->mstats.err_busy,
 				m->mstats.err_access, m->mstats.err_other + m->mstats.err_fault);
+	if (b->held)
+		manager_fault_latency(m, now_usec() - b->started_usec, b->held);
 	/* Walk a saved next: a client that died meanwhile is dropped here (and, were it the
 	 * last, the batch with it). */
 	for (struct attachment *a = seg->attachments, *next; a; a = next) {
@@ -451,7 +453,8 @@ static void batches_start(struct manager *m, struct segment **segs, unsigned nse
 			continue;
 		m->pass_planned += seg->batch.n;
 		seg->batch.active = true;
-		seg->batch.deadline_usec = now_usec() + BATCH_WAIT_USEC;
+		seg->batch.started_usec = now_usec();
+		seg->batch.deadline_usec = seg->batch.started_usec + BATCH_WAIT_USEC;
 		m->batches_active++;
 		m->stats.batches++;
 		for (struct attachment *a = seg->attachments, *next; a; a = next) {

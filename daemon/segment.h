@@ -46,6 +46,8 @@ struct seg_batch {
 	struct page_run *runs; /* the pages, coalesced and sorted */
 	size_t nruns;
 	uint64_t deadline_usec; /* move with whatever was zapped by then */
+	uint64_t started_usec;
+	uint64_t held;          /* faults held on its pages (their latency is observed at release) */
 	bool active;
 };
 

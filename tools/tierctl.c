@@ -6,6 +6,7 @@
  *   tierctl policy set NAME [KEY=VALUE...]
  *   tierctl record FILE [--max-mib N]   record the policy's input (tierd-sim replays it)
  *   tierctl stop                        stop recording
+ *   tierctl metrics                     Prometheus text format (what the textfile gets)
  * The human view is short; --json prints tierd's documents unchanged for scripts. Exit status:
  * 0 done, 1 tierd refused or cannot be reached (the reason on stderr), 2 usage.
  */
@@ -124,7 +125,8 @@ static int usage(void)
 	fprintf(stderr, "Usage: tierctl [--socket PATH] [--json] status\n"
 			"       tierctl policy [set NAME [KEY=VALUE...]]\n"
 			"       tierctl record FILE [--max-mib N]\n"
-			"       tierctl stop\n");
+			"       tierctl stop\n"
+			"       tierctl metrics\n");
 	return 2;
 }
 
@@ -197,6 +199,19 @@ int main(int argc, char **argv)
 		if (r)
 			unlink(argv[optind]); /* created above, empty: tierd refused */
 		return r;
+	}
+	if (!strcmp(cmd, "metrics")) {
+		static char text[70000];
+
+		if (optind != argc)
+			return usage();
+		r = tier_control(socket_path, TIERD_CTL_METRICS, 0, NULL, 0, -1, text, sizeof(text));
+		if (r < 0) {
+			fprintf(stderr, "tierctl: %s\n", text[0] ? text : strerror(-r));
+			return 1;
+		}
+		fputs(text, stdout);
+		return 0;
 	}
 	if (!strcmp(cmd, "stop"))
 		return optind == argc ? control(socket_path, TIERD_CTL_RECORD_STOP, 0, NULL, 0, -1) : usage();

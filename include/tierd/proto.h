@@ -177,11 +177,12 @@ struct tierd_msg_error {
 _Static_assert(sizeof(struct tierd_msg_error) == 152, "error");
 
 /* CONTROL / CONTROL_FD: followed by `nargs` NUL-terminated strings (the message's size covers them
- * exactly). Only root may send them: they change what tierd does for every client. */
+ * exactly). Only root may send those that change what tierd does (all but METRICS). */
 enum tierd_control_op {
 	TIERD_CTL_POLICY_SET = 1,   /* args: NAME [key=value...] */
 	TIERD_CTL_RECORD_START = 2, /* CONTROL_FD: the trace file, open for writing; arg = max bytes */
 	TIERD_CTL_RECORD_STOP = 3,
+	TIERD_CTL_METRICS = 4,      /* anyone: the reply's text is the metrics (Prometheus text) */
 };
 
 struct tierd_msg_control {
