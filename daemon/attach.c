@@ -350,7 +350,16 @@ static int handle_fault(struct manager *m, struct attachment *a, uint64_t addr, 
 	return r == -ESRCH ? -ESRCH : 0;
 }
 
+static void attachment_read_faults(struct manager *m, struct attachment *a);
+
 void attachment_handle_uffd(struct manager *m, struct attachment *a)
+{
+	log_context_set(a->client->pid, a->seg->id, -1);
+	attachment_read_faults(m, a);
+	log_context_clear();
+}
+
+static void attachment_read_faults(struct manager *m, struct attachment *a)
 {
 	struct uffd_msg msgs[16];
 

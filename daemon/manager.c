@@ -752,7 +752,9 @@ static void on_client(struct manager *m, struct client *c, uint32_t events)
 								   "receive error");
 			return;
 		}
+		log_context_set(c->pid, 0, -1);
 		on_client_message(m, c, buf, (size_t)n, fds, nfds);
+		log_context_clear();
 		proto_close_fds(fds, nfds); /* whatever the handler did not take */
 	}
 	if (!c->dead && (events & (EPOLLHUP | EPOLLERR)))

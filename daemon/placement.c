@@ -389,6 +389,7 @@ static void batch_end(struct manager *m, struct segment *seg, uint64_t up, uint6
 				m->mstats.err_access, m->mstats.err_other + m->mstats.err_fault);
 	if (b->held)
 		manager_fault_latency(m, now_usec() - b->started_usec, b->held);
+	log_context_set(-1, seg->id, up ? m->batch_fast : m->batch_slow);
 	/* Walk a saved next: a client that died meanwhile is dropped here (and, were it the
 	 * last, the batch with it). */
 	for (struct attachment *a = seg->attachments, *next; a; a = next) {
@@ -396,6 +397,7 @@ static void batch_end(struct manager *m, struct segment *seg, uint64_t up, uint6
 		attachment_batch_release(m, a);
 	}
 	manager_batch_drop(m, seg);
+	log_context_clear();
 }
 
 /* True while a client of the segment has not acknowledged its batch's zap. */

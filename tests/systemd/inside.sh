@@ -36,6 +36,17 @@ systemctl reload tierd.service || fail "systemctl reload failed"
 tierctl --socket $sock status --json | grep -q '"epoch_ms":40' || fail "the reload did not apply"
 say "reload: ok"
 
+# 3b. Operating it: metrics, switching the policy, recording, all under the hardened unit.
+tierctl --socket $sock metrics | grep -q '^tierd_faults_total ' || fail "tierctl metrics"
+tierctl --socket $sock policy set none >/dev/null || fail "tierctl policy set none"
+tierctl --socket $sock policy | grep -q 'policy none' || fail "the policy did not switch"
+tierctl --socket $sock policy set hotness >/dev/null || fail "tierctl policy set hotness"
+tierctl --socket $sock record /tmp/t.trc --max-mib 1 >/dev/null || fail "tierctl record"
+sleep 0.3
+tierctl --socket $sock stop >/dev/null || fail "tierctl stop"
+[ "$(head -c 8 /tmp/t.trc)" = TIERDTRC ] || fail "the recorded trace has no header"
+say "metrics, policy, record: ok"
+
 # 4. A main loop that stops making progress is killed by the watchdog and restarted, and the
 # socket serves on.
 pid=$(systemctl show -p MainPID --value tierd.service)
@@ -54,6 +65,11 @@ tier-client --socket $sock --kind shmem --mib 8 --threads 1 --ms 1000 --wait-tra
 # 5. The journal has tierd's own lines.
 journalctl -u tierd --no-pager | grep -q "tierd ready" || fail "tierd's log is not in the journal"
 journalctl -u tierd --no-pager | grep -qi "watchdog" || fail "the journal does not show the watchdog"
+# Structured fields: the client being served, and where in the code.
+journalctl -u tierd -o verbose --no-pager | grep -q '^    TIERD_CLIENT_PID=' ||
+	fail "no TIERD_CLIENT_PID field in the journal"
+journalctl -u tierd -o verbose --no-pager | grep -q '^    CODE_FUNC=' ||
+	fail "no CODE_FUNC field in the journal"
 say "journal: ok"
 say PASS
 systemctl exit 0
