@@ -19,6 +19,7 @@ MANDIR   ?= $(PREFIX)/share/man
 UNITDIR  ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
+VERSION  := 0.1
 CC       ?= cc
 PKG_CONFIG ?= pkg-config
 SANITIZE ?= 0
@@ -35,7 +36,7 @@ endif
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wno-missing-field-initializers -fPIC -D_GNU_SOURCE $(SANFLAGS)
-CPPFLAGS += -Iinclude -Ilib -Idaemon -Ipolicy -Itests/lib
+CPPFLAGS += -Iinclude -Ilib -Idaemon -Ipolicy -Itests/lib -DTIERD_VERSION=\"$(VERSION)\"
 LDFLAGS  += $(SANFLAGS)
 LIBS_D   := $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null || echo -lsystemd) -lnuma \
             $(shell $(PKG_CONFIG) --libs inih 2>/dev/null || echo -linih) -lm
@@ -72,6 +73,7 @@ KERNEL_TESTS := $(patsubst tests/kernel/%.c,$(BUILD)/tests/kernel/%,$(wildcard t
 VM_TESTS     := $(patsubst tests/vm/%.c,$(BUILD)/tests/vm/%,$(wildcard tests/vm/test_*.c))
 TEST_HELPERS := $(BUILD)/tests/helpers/tier-client
 
+.PHONY: check-install
 .PHONY: all check check-unit check-kernel check-vm check-systemd check-man demo demo-vm bench install \
 	clean help
 all: $(TIERD) $(LIBTIER_SO) $(LIBTIER_A) $(TOOLS) $(EXAMPLES) $(MAN_PAGES)
@@ -165,11 +167,15 @@ $(BUILD)/tests/policy/%.so: tests/policy/%.c include/tierd/policy.h
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -shared -o $@ $< $(LDFLAGS)
 
-check: all check-man $(UNIT_TESTS) $(KERNEL_TESTS) $(TEST_HELPERS) $(TEST_MODULES)
+check: all check-man check-install $(UNIT_TESTS) $(KERNEL_TESTS) $(TEST_HELPERS) $(TEST_MODULES)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(KERNEL_TESTS)
 ifeq ($(SANITIZE),0)
 	$(CHECK_SYSTEMD)
 endif
+
+# make install into a temporary DESTDIR, and build against what it laid out.
+check-install: all
+	$(Q)BUILD=$(BUILD) tests/install/run.sh
 
 check-systemd: all $(TEST_HELPERS)
 	$(CHECK_SYSTEMD)
@@ -213,6 +219,9 @@ install: all
 	install -m 0755 $(LIBTIER_SO) $(DESTDIR)$(LIBDIR)/libtier.so.1
 	ln -sf libtier.so.1 $(DESTDIR)$(LIBDIR)/libtier.so
 	install -m 0644 $(LIBTIER_A) $(DESTDIR)$(LIBDIR)/libtier.a
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/tierd/policies
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' lib/libtier.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/libtier.pc
 	install -m 0644 include/tierd/tier.h include/tierd/proto.h include/tierd/policy.h \
 		$(DESTDIR)$(INCDIR)/tierd/
 	# Each page into the directory of its section (tierd-policy.7 → man7/).
