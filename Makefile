@@ -40,6 +40,7 @@ CPPFLAGS += -Iinclude -Ilib -Idaemon -Ipolicy -Itests/lib -DTIERD_VERSION=\"$(VE
 LDFLAGS  += $(SANFLAGS)
 LIBS_D   := $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null || echo -lsystemd) -lnuma \
             $(shell $(PKG_CONFIG) --libs inih 2>/dev/null || echo -linih) -lm
+LIBS_JSON := $(shell $(PKG_CONFIG) --libs json-c 2>/dev/null || echo -ljson-c)
 LIBS_T   := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
 
 ifeq ($(V),0)
@@ -103,7 +104,7 @@ $(BUILD)/tierd-%: $(call obj,tools/tierd-%.c) $(LIBTIER_A)
 
 $(BUILD)/tierctl: $(call obj,tools/tierctl.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread $(LIBS_JSON)
 
 # The example builds against the public header alone, exactly as an outside author's would; only
 # the sanitizer flags are passed down, so that SANITIZE=1 tests load an instrumented module.
@@ -132,7 +133,7 @@ UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c daemon/mig
 $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lnuma -linih -lm
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) $(LIBS_D)
 
 # test_recency dlopens the example module from $(BUILD)/examples at run time (not linked).
 $(BUILD)/tests/unit/test_recency: | $(EXAMPLES)
@@ -140,7 +141,10 @@ $(BUILD)/tests/unit/test_recency: | $(EXAMPLES)
 $(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread $(LDLIBS_EXTRA)
+
+# test_tierctl parses tierctl's JSON with json-c.
+$(BUILD)/tests/kernel/test_tierctl: LDLIBS_EXTRA := $(LIBS_JSON)
 
 # test_policyd reads the traces tierd records.
 $(BUILD)/tests/kernel/test_policyd: $(call obj,policy/trace.c)

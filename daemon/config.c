@@ -14,7 +14,9 @@
 #include <string.h>
 
 #ifndef TIERD_POLICY_DIR
-/* Where policy modules are looked up (policy.module_dir); the Makefile sets it from LIBDIR. */
+/* Where policy modules are looked up (policy.module_dir). Fixed, so that config/tierd.conf
+ * documents the default whatever PREFIX a build uses; make install creates LIBDIR/tierd/policies,
+ * which differs when PREFIX is not /usr/local (set module_dir to it then). */
 #define TIERD_POLICY_DIR "/usr/local/lib/tierd/policies"
 #endif
 
@@ -91,7 +93,9 @@ static const struct key keys[] = {
 	{ "metrics", "interval_ms", K_U32, F(metrics_interval_ms), 1000, 3600000, 0 },
 	{ "clients", "allow_users", K_USERS, F(allow_uids), 0, 0, 0 },
 	{ "clients", "allow_groups", K_GROUPS, F(allow_gids), 0, 0, 0 },
-	{ "clients", "heartbeat_ms", K_U32, F(heartbeat_ms), 10, 60000, 0 },
+	/* Below half of libtier's default hang timeout (2 s): slower pings would make every client
+	 * think tierd hung. */
+	{ "clients", "heartbeat_ms", K_U32, F(heartbeat_ms), 10, 1000, 0 },
 	{ "clients", "max_clients", K_U32, F(max_clients), 1, 1 << 20, 0 },
 	{ "clients", "max_attach_per_client", K_U32, F(max_attach_per_client), 1, 4096, 0 },
 	{ "clients", "shmem_registration", K_REG, F(shmem_register_whole), 0, 0, 0 },

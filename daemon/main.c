@@ -354,6 +354,12 @@ int main(int argc, char **argv)
 	int r;
 
 	log_open();
+	/* Help needs no configuration: a broken file must not hide how to fix it. */
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			help();
+			return 0;
+		}
 	if (load_config(argc, argv, &cfg, &action))
 		return 2;
 	switch (action) {

@@ -467,6 +467,8 @@ static bool json_add(char *buf, size_t cap, size_t *len, const char *fmt, ...)
 	return true;
 }
 
+#define STATUS_MAX_CLIENTS 64
+
 static void on_status(struct manager *m, struct client *c, const struct tierd_msg_hdr *q)
 {
 	static char buf[TIERD_MSG_MAX_BYTES];
@@ -477,6 +479,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 	const struct manager_stats *s = &m->stats;
 	bool first = true, cut = false;
 	char policy_js[700];
+	unsigned nlisted;
 
 	manager_policy_status(m, policy_js, sizeof(policy_js));
 
@@ -498,7 +501,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 ",\"mode\":\"%s\",\"batches\":%" PRIu64 ",\"batch_timeouts\":%" PRIu64
 		 ",\"faults_held\":%" PRIu64 ",\"move_all_fallback\":%" PRIu64 ",\"passes\":%" PRIu64
 		 ",\"pass_usec_last\":%" PRIu64 ",\"pass_usec_max\":%" PRIu64 "},\"policy\":%s,"
-		 "\"recording\":%s,\"segments\":[",
+		 "\"recording\":%s,",
 		 TIERD_PROTO_VERSION, (int)getpid(), (double)(now_usec() - m->started_usec) / 1e6,
 		 m->epoch, m->topo.nnodes, m->cfg.epoch_ms, m->cfg.max_windows, m->cfg.rate_limit_mbps,
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", m->cfg.migrate ? "true" : "false", m->nclients, s->faults, s->first_touch_faults,
@@ -512,6 +515,41 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", s->batches, s->batch_timeouts,
 		 s->faults_held, m->mstats.fallback_pages, m->mstats.passes, m->mstats.pass_usec_last,
 		 m->mstats.pass_usec_max, policy_js, m->trace ? "true" : "false");
+	/* The tiers, node by node (tierctl tiers), and the clients (tierctl clients). */
+	json_add(js, cap, &len, "\"tier_list\":[");
+	for (unsigned t = 0; t < m->topo.ntiers; t++) {
+		json_add(js, cap, &len, "%s{\"tier\":%u,\"tracked_bytes\":%" PRIu64 ",\"nodes\":[",
+			 t ? "," : "", t, t < TIERD_MAX_TIERS ? m->tier_used[t] : 0);
+		for (unsigned i = 0; i < m->topo.tier_size[t]; i++) {
+			const struct tier_node *n = tiers_node(&m->topo, m->topo.tier_nodes[t][i]);
+
+			if (n)
+				json_add(js, cap, &len,
+					 "%s{\"node\":%d,\"cpus\":%s,\"total_bytes\":%" PRIu64
+					 ",\"free_bytes\":%" PRIu64 ",\"huge_2m_total\":%" PRIu64
+					 ",\"huge_2m_free\":%" PRIu64 ",\"distance\":%u}",
+					 i ? "," : "", n->id, n->has_cpus ? "true" : "false", n->total_bytes,
+					 n->free_bytes, n->huge_total_2m, n->huge_free_2m, n->cpu_distance);
+		}
+		json_add(js, cap, &len, "]}");
+	}
+	/* At most STATUS_MAX_CLIENTS (the newest): the document must leave room for the segments,
+	 * and a thousand idle connections say nothing that "clients" does not. */
+	json_add(js, cap, &len, "],\"client_list\":[");
+	nlisted = 0;
+	for (const struct client *cl = m->clients; cl && nlisted < STATUS_MAX_CLIENTS;
+	     cl = cl->next, nlisted++) {
+		uint64_t faults = 0;
+
+		for (const struct attachment *a = cl->attachments; a; a = a->client_next)
+			faults += a->faults;
+		json_add(js, cap, &len,
+			 "%s{\"id\":%u,\"pid\":%d,\"uid\":%u,\"attachments\":%u,\"faults\":%" PRIu64 "}",
+			 cl == m->clients ? "" : ",", cl->id, (int)cl->pid, (unsigned)cl->uid, cl->nattach,
+			 faults);
+	}
+	json_add(js, cap, &len, "],\"client_list_truncated\":%s,\"segments\":[",
+		 nlisted < m->nclients ? "true" : "false");
 	for (const struct segment *seg = m->segments; seg && !cut; seg = seg->next) {
 		char nodes[SEG_MAX_NODES * 24] = "";
 		size_t nl = 0;
@@ -768,8 +806,30 @@ static void on_timer(struct manager *m)
 	if (read(m->timer_fd, &ticks, sizeof(ticks)) != sizeof(ticks))
 		return;
 	manager_epoch(m);
-	/* The watchdog is fed from the epoch tick: it proves the loop that serves faults runs. */
-	sd_notify(0, "WATCHDOG=1");
+}
+
+/* The watchdog is fed from the loop that serves faults, so it proves that loop runs; the loop
+ * wakes at least every third of the watchdog's time to do it, whatever the epoch length. */
+static int watchdog_timeout_ms(struct manager *m, int timeout_ms)
+{
+	int w = (int)(m->watchdog_usec / 3000);
+
+	if (!m->watchdog_usec)
+		return timeout_ms;
+	return timeout_ms < 0 || w < timeout_ms ? w : timeout_ms;
+}
+
+static void watchdog_feed(struct manager *m)
+{
+	uint64_t now;
+
+	if (!m->watchdog_usec)
+		return;
+	now = now_usec();
+	if (now - m->watchdog_fed_usec >= m->watchdog_usec / 3) {
+		sd_notify(0, "WATCHDOG=1");
+		m->watchdog_fed_usec = now;
+	}
 }
 
 /*
@@ -801,8 +861,9 @@ static void manager_reload(struct manager *m)
 		char why[300];
 		int r;
 
-		/* The new policy reads its parameters and module directory from m->cfg. */
+		/* The new policy reads its parameters, module directory and epoch from m->cfg. */
 		snprintf(m->cfg.policy_dir, sizeof(m->cfg.policy_dir), "%s", n.policy_dir);
+		m->cfg.epoch_ms = n.epoch_ms;
 		m->cfg.n_policy_params = n.n_policy_params;
 		memcpy(m->cfg.policy_params, n.policy_params, sizeof(n.policy_params));
 		r = manager_policy_switch(m, n.policy_name, NULL, 0, why, sizeof(why));
@@ -821,8 +882,7 @@ static void manager_reload(struct manager *m)
 	snprintf(n.socket_path, sizeof(n.socket_path), "%s", m->cfg.socket_path);
 	n.shmem_register_whole = m->cfg.shmem_register_whole;
 	n.sysfs_root = m->cfg.sysfs_root;
-	if (n.max_windows > m->cfg.max_windows) /* capped at start by vm.max_map_count */
-		n.max_windows = m->cfg.max_windows;
+	clamp_windows(&n); /* vm.max_map_count, as at start */
 	if (n.epoch_ms != m->cfg.epoch_ms) {
 		its.it_value.tv_sec = its.it_interval.tv_sec = n.epoch_ms / 1000;
 		its.it_value.tv_nsec = its.it_interval.tv_nsec = (long)(n.epoch_ms % 1000) * 1000000L;
@@ -863,6 +923,8 @@ int manager_run(struct manager *m)
 {
 	struct epoll_event evs[64];
 
+	if (sd_watchdog_enabled(0, &m->watchdog_usec) <= 0)
+		m->watchdog_usec = 0;
 	sd_notifyf(0, "READY=1\nSTATUS=Serving %s", m->own_socket ? m->cfg.socket_path : "systemd socket");
 	log_info("tierd ready on %s (epoch %u ms, %u windows/epoch, %u NUMA node(s) in %u tier(s))",
 		 m->own_socket ? m->cfg.socket_path : "the systemd socket", m->cfg.epoch_ms,
@@ -870,7 +932,8 @@ int manager_run(struct manager *m)
 	while (!m->quit) {
 		/* A migration batch out wakes the loop on its own: its deadline must not wait for
 		 * the next epoch (which --epoch-ms may put seconds away) while faults are held. */
-		int n = epoll_wait(m->epfd, evs, 64, m->batches_active ? BATCH_POLL_MS : -1);
+		int n = epoll_wait(m->epfd, evs, 64,
+				   watchdog_timeout_ms(m, m->batches_active ? BATCH_POLL_MS : -1));
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -908,6 +971,7 @@ int manager_run(struct manager *m)
 		}
 		manager_batches_poll(m);
 		reap(m);
+		watchdog_feed(m);
 	}
 	sd_notify(0, "STOPPING=1");
 	return 0;

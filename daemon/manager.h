@@ -177,6 +177,7 @@ struct manager {
 	uint64_t tier_used[TIERD_MAX_TIERS]; /* tracked bytes per tier, as of the last pass */
 	FILE *decision_log;
 	uint64_t metrics_written_usec;
+	uint64_t watchdog_usec, watchdog_fed_usec; /* systemd's WatchdogSec (0: none) */
 	struct trace_writer *trace; /* recording (tierctl record) */
 	/* Objects that died during an epoll batch are freed after the batch. */
 	struct client *graveyard;

@@ -79,17 +79,29 @@ int manager_policy_open(const struct tierd_config *cfg, const char *name,
 			const struct tierd_policy_param *params, size_t nparams, struct policy **ret,
 			char *why, size_t whylen)
 {
-	struct tierd_policy_param cp[TIERD_MAX_POLICY_PARAMS];
+	struct tierd_policy_param all[TIERD_MAX_POLICY_PARAMS + TIERD_CONTROL_MAX_ARGS];
 	struct tierd_policy_env env = { .abi_version = TIERD_POLICY_ABI_VERSION,
 					.epoch_ms = cfg->epoch_ms,
 					.seed = cfg->policy_seed,
 					.log = policy_log };
+	size_t n;
 
-	if (!params) {
-		params_of(cfg, name, cp, &nparams);
-		params = cp;
+	/* The configuration's [policy.NAME] parameters, then those given here (tierctl policy
+	 * set), which win key by key. */
+	params_of(cfg, name, all, &n);
+	for (size_t i = 0; i < nparams; i++) {
+		size_t k = 0;
+
+		while (k < n && strcmp(all[k].key, params[i].key))
+			k++;
+		if (k == n && n == sizeof(all) / sizeof(all[0])) {
+			snprintf(why, whylen, "more than %zu policy parameters", n);
+			return -E2BIG;
+		}
+		all[k] = params[i];
+		n += k == n;
 	}
-	return policy_open(name, cfg->policy_dir, params, nparams, &env, ret, why, whylen);
+	return policy_open(name, cfg->policy_dir, all, n, &env, ret, why, whylen);
 }
 
 /* Hands every segment to a freshly opened policy. */

@@ -1,235 +1,453 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tierctl: ask a running tierd what it sees, and tell it what to do.
- *   tierctl [--socket PATH] [--json] status
- *   tierctl policy                      the running policy (and the last one disabled, and why)
- *   tierctl policy set NAME [KEY=VALUE...]
- *   tierctl record FILE [--max-mib N]   record the policy's input (tierd-sim replays it)
- *   tierctl stop                        stop recording
- *   tierctl metrics                     Prometheus text format (what the textfile gets)
- * The human view is short; --json prints tierd's documents unchanged for scripts. Exit status:
- * 0 done, 1 tierd refused or cannot be reached (the reason on stderr), 2 usage.
+ *   tierctl [--socket PATH] [--json] COMMAND [ARGS]
+ *   status                            a summary (--json: tierd's whole status document)
+ *   tiers                             memory tiers, node by node
+ *   segments                          tracked segments: size, clients, faults, heat, placement
+ *   clients                           connected processes
+ *   top [--interval S] [--count N]    segments by fault rate, refreshing (--json: JSON Lines)
+ *   policy                            the running policy (and the last one disabled, and why)
+ *   policy set NAME [KEY=VALUE...]    switch the placement policy (root)
+ *   record FILE [--max-mib N]         record the policy's input for tierd-sim (root)
+ *   stop                              stop recording (root)
+ *   metrics                           Prometheus text format (what the textfile gets)
+ * Human tables by default; --json prints tierd's documents (raw integers, documented in
+ * man/tierctl.8). Exit status: 0 done, 1 tierd refused or cannot be reached (the reason on
+ * stderr), 2 usage.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <unistd.h>
 #include <getopt.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "tierd/proto.h"
 #include "tierd/tier.h"
 
-/* The integer value of "key": after position p; -1 when absent. */
-static long long jint(const char *p, const char *key)
-{
-	char pat[64];
-	const char *q;
+static const char *socket_path;
+static int json;
 
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	q = strstr(p, pat);
-	return q ? strtoll(q + strlen(pat), NULL, 10) : -1;
-}
-
-static void jstr(const char *p, const char *key, char *out, size_t len)
-{
-	char pat[64];
-	const char *q, *e;
-
-	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
-	q = strstr(p, pat);
-	out[0] = '\0';
-	if (!q)
-		return;
-	q += strlen(pat);
-	e = strchr(q, '"');
-	if (e && (size_t)(e - q) < len) {
-		memcpy(out, q, (size_t)(e - q));
-		out[e - q] = '\0';
-	}
-}
-
-static void print_human(const char *js)
-{
-	const char *seg = strstr(js, "\"segments\":[");
-
-	printf("tierd pid %lld, epoch %lld, %lld NUMA node(s), %lld client(s)\n", jint(js, "pid"),
-	       jint(js, "epoch"), jint(js, "numa_nodes"), jint(js, "clients"));
-	printf("faults resolved %lld (first touches %lld), windows armed %lld, zaps %lld\n",
-	       jint(js, "faults"), jint(js, "first_touch_faults"), jint(js, "windows_armed"),
-	       jint(js, "zaps_sent"));
-	printf("%-6s %-8s %10s %10s %8s %12s %10s %8s\n", "SEG", "KIND", "SIZE_MIB", "PAGES", "ATTACH",
-	       "FAULTS", "HOT_PAGES", "REGIONS");
-	for (const char *p = seg ? strstr(seg, "{\"id\":") : NULL; p; p = strstr(p + 1, "{\"id\":")) {
-		char kind[16];
-
-		jstr(p, "kind", kind, sizeof(kind));
-		printf("%-6lld %-8s %10lld %10lld %8lld %12lld %10lld %8lld\n", jint(p, "id"), kind,
-		       jint(p, "size_bytes") >> 20, jint(p, "pages"), jint(p, "attachments"),
-		       jint(p, "faults"), jint(p, "hot_pages"), jint(p, "regions"));
-	}
-}
-
-static const char *where(const char *socket_path)
+static const char *where(void)
 {
 	const char *env = getenv("TIERD_SOCKET");
 
 	return socket_path ? socket_path : env && *env ? env : "/run/tierd/tierd.sock";
 }
 
-/* The "policy" object of the status document, as is. */
-static int show_policy(const char *js, int json)
+static int usage(void)
 {
-	const char *p = strstr(js, "\"policy\":{");
-	char name[64], failed[300];
+	fprintf(stderr,
+		"Usage: tierctl [--socket PATH] [--json] COMMAND\n"
+		"  status | tiers | segments | clients | top [--interval S] [--count N]\n"
+		"  policy [set NAME [KEY=VALUE...]] | record FILE [--max-mib N] | stop | metrics\n");
+	return 2;
+}
+
+/* tierd's status document, parsed. NULL after saying why. */
+static struct json_object *fetch_status(void)
+{
+	static char js[70000];
+	struct json_object *o;
+	int r = tier_status_json(socket_path, js, sizeof(js));
+
+	if (r < 0) {
+		fprintf(stderr, "tierctl: cannot reach tierd at %s: %s\n", where(), strerror(-r));
+		return NULL;
+	}
+	o = json_tokener_parse(js);
+	if (!o)
+		fprintf(stderr, "tierctl: tierd's status is not valid JSON\n");
+	return o;
+}
+
+static struct json_object *get(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+static int64_t num(struct json_object *o, const char *key)
+{
+	struct json_object *v = get(o, key);
+
+	return v ? json_object_get_int64(v) : -1;
+}
+
+static const char *str(struct json_object *o, const char *key)
+{
+	struct json_object *v = get(o, key);
+
+	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+}
+
+static void print_json(struct json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+}
+
+static double mib(int64_t bytes)
+{
+	return (double)bytes / 1048576.0;
+}
+
+static int cmd_status(struct json_object *st)
+{
+	struct json_object *stats = get(st, "stats"), *mig = get(st, "migration"), *pol = get(st, "policy");
+
+	if (json) {
+		print_json(st);
+		return 0;
+	}
+	printf("tierd pid %lld, epoch %lld, %lld NUMA node(s) in %lld tier(s), %lld client(s), "
+	       "policy %s%s\n",
+	       (long long)num(st, "pid"), (long long)num(st, "epoch"), (long long)num(st, "numa_nodes"),
+	       (long long)num(st, "tiers"), (long long)num(st, "clients"), str(pol, "name"),
+	       get(st, "recording") && json_object_get_boolean(get(st, "recording")) ? ", recording"
+										    : "");
+	printf("faults resolved %lld (first touches %lld), windows armed %lld, zaps %lld\n",
+	       (long long)num(stats, "faults"), (long long)num(stats, "first_touch_faults"),
+	       (long long)num(stats, "windows_armed"), (long long)num(stats, "zaps_sent"));
+	printf("migration %s: promoted %lld, demoted %lld pages (%.1f MiB), failed %lld\n",
+	       get(mig, "enabled") && json_object_get_boolean(get(mig, "enabled")) ? "on" : "off",
+	       (long long)num(mig, "promoted"), (long long)num(mig, "demoted"),
+	       mib(num(mig, "bytes_moved")),
+	       (long long)(num(mig, "failed_nomem") + num(mig, "failed_busy") + num(mig, "failed_access") +
+			   num(mig, "failed_noent") + num(mig, "failed_other")));
+	if (*str(pol, "failed"))
+		printf("policy disabled earlier: %s\n", str(pol, "failed"));
+	return 0;
+}
+
+static int cmd_tiers(struct json_object *st)
+{
+	struct json_object *tl = get(st, "tier_list");
+
+	if (json) {
+		print_json(tl ? tl : json_object_new_array());
+		return 0;
+	}
+	printf("%-5s %-5s %-5s %10s %10s %14s %12s\n", "TIER", "NODE", "CPUS", "TOTAL_MIB", "FREE_MIB",
+	       "HUGE_2M_FREE", "TRACKED_MIB");
+	for (size_t t = 0; tl && t < json_object_array_length(tl); t++) {
+		struct json_object *tier = json_object_array_get_idx(tl, t), *nodes = get(tier, "nodes");
+
+		for (size_t i = 0; nodes && i < json_object_array_length(nodes); i++) {
+			struct json_object *n = json_object_array_get_idx(nodes, i);
+			char huge[32];
+
+			snprintf(huge, sizeof(huge), "%lld/%lld", (long long)num(n, "huge_2m_free"),
+				 (long long)num(n, "huge_2m_total"));
+			printf("%-5lld %-5lld %-5s %10.0f %10.0f %14s ", (long long)num(tier, "tier"),
+			       (long long)num(n, "node"),
+			       json_object_get_boolean(get(n, "cpus")) ? "yes" : "no",
+			       mib(num(n, "total_bytes")), mib(num(n, "free_bytes")), huge);
+			if (i == 0)
+				printf("%12.1f\n", mib(num(tier, "tracked_bytes")));
+			else
+				printf("%12s\n", "");
+		}
+	}
+	return 0;
+}
+
+static void print_nodes(struct json_object *seg)
+{
+	struct json_object *on = get(seg, "pages_on_node");
+	int first = 1;
+
+	json_object_object_foreach(on, node, v)
+	{
+		printf("%s%s:%lld", first ? "" : " ", node, (long long)json_object_get_int64(v));
+		first = 0;
+	}
+	if (first)
+		printf("-");
+}
+
+static int cmd_segments(struct json_object *st)
+{
+	struct json_object *segs = get(st, "segments");
+
+	if (json) {
+		print_json(segs ? segs : json_object_new_array());
+		return 0;
+	}
+	printf("%-5s %-8s %9s %8s %6s %12s %10s %7s  %s\n", "SEG", "KIND", "SIZE_MIB", "PAGE_KIB",
+	       "ATTACH", "FAULTS", "HOT_PAGES", "REGIONS", "PAGES_ON_NODE");
+	for (size_t i = 0; segs && i < json_object_array_length(segs); i++) {
+		struct json_object *s = json_object_array_get_idx(segs, i);
+
+		printf("%-5lld %-8s %9.0f %8lld %6lld %12lld %10lld %7lld  ", (long long)num(s, "id"),
+		       str(s, "kind"), mib(num(s, "size_bytes")), (long long)num(s, "page_size") / 1024,
+		       (long long)num(s, "attachments"), (long long)num(s, "faults"),
+		       (long long)num(s, "hot_pages"), (long long)num(s, "regions"));
+		print_nodes(s);
+		putchar('\n');
+	}
+	return 0;
+}
+
+static int cmd_clients(struct json_object *st)
+{
+	struct json_object *cl = get(st, "client_list");
+
+	if (json) {
+		print_json(cl ? cl : json_object_new_array());
+		return 0;
+	}
+	printf("%-6s %-8s %-6s %7s %12s\n", "ID", "PID", "UID", "ATTACH", "FAULTS");
+	for (size_t i = 0; cl && i < json_object_array_length(cl); i++) {
+		struct json_object *c = json_object_array_get_idx(cl, i);
+
+		printf("%-6lld %-8lld %-6lld %7lld %12lld\n", (long long)num(c, "id"),
+		       (long long)num(c, "pid"), (long long)num(c, "uid"),
+		       (long long)num(c, "attachments"), (long long)num(c, "faults"));
+	}
+	return 0;
+}
+
+/* Faults of segment `id` in a status document; -1 when it is not there. */
+static int64_t seg_faults(struct json_object *st, int64_t id)
+{
+	struct json_object *segs = get(st, "segments");
+
+	for (size_t i = 0; segs && i < json_object_array_length(segs); i++)
+		if (num(json_object_array_get_idx(segs, i), "id") == id)
+			return num(json_object_array_get_idx(segs, i), "faults");
+	return -1;
+}
+
+struct rate {
+	struct json_object *seg;
+	double per_s;
+};
+
+static int by_rate(const void *a, const void *b)
+{
+	double x = ((const struct rate *)a)->per_s, y = ((const struct rate *)b)->per_s;
+
+	return (x < y) - (x > y);
+}
+
+/* Segments by fault rate (faults per second between two looks), refreshing every interval. */
+static int cmd_top(double interval_s, long count)
+{
+	struct json_object *prev = fetch_status(), *cur;
+	struct timespec ts = { (time_t)interval_s, (long)((interval_s - (time_t)interval_s) * 1e9) };
+	int tty = isatty(1);
+
+	if (!prev)
+		return 1;
+	for (long k = 0; count <= 0 || k < count; k++) {
+		struct json_object *segs;
+		struct rate r[256];
+		size_t n = 0;
+
+		nanosleep(&ts, NULL);
+		cur = fetch_status();
+		if (!cur) {
+			json_object_put(prev);
+			return 1;
+		}
+		segs = get(cur, "segments");
+		for (size_t i = 0; segs && i < json_object_array_length(segs) && n < 256; i++) {
+			struct json_object *s = json_object_array_get_idx(segs, i);
+			int64_t before = seg_faults(prev, num(s, "id"));
+
+			r[n++] = (struct rate){ s, before < 0 ? 0 : (double)(num(s, "faults") - before) /
+								    interval_s };
+		}
+		qsort(r, n, sizeof(r[0]), by_rate);
+		if (json) {
+			/* JSON Lines: one object per refresh. */
+			printf("{\"epoch\":%lld,\"segments\":[", (long long)num(cur, "epoch"));
+			for (size_t i = 0; i < n; i++)
+				printf("%s{\"id\":%lld,\"faults_per_s\":%.1f,\"hot_pages\":%lld}", i ? "," : "",
+				       (long long)num(r[i].seg, "id"), r[i].per_s,
+				       (long long)num(r[i].seg, "hot_pages"));
+			printf("]}\n");
+		} else {
+			if (tty)
+				printf("\033[H\033[2J");
+			printf("tierd epoch %lld, %zu segment(s), policy %s\n", (long long)num(cur, "epoch"), n,
+			       str(get(cur, "policy"), "name"));
+			printf("%-5s %-8s %9s %12s %10s  %s\n", "SEG", "KIND", "SIZE_MIB", "FAULTS/S",
+			       "HOT_PAGES", "PAGES_ON_NODE");
+			for (size_t i = 0; i < n; i++) {
+				printf("%-5lld %-8s %9.0f %12.1f %10lld  ", (long long)num(r[i].seg, "id"),
+				       str(r[i].seg, "kind"), mib(num(r[i].seg, "size_bytes")), r[i].per_s,
+				       (long long)num(r[i].seg, "hot_pages"));
+				print_nodes(r[i].seg);
+				putchar('\n');
+			}
+		}
+		fflush(stdout);
+		json_object_put(prev);
+		prev = cur;
+	}
+	json_object_put(prev);
+	return 0;
+}
+
+static int cmd_policy_show(struct json_object *st)
+{
+	struct json_object *p = get(st, "policy");
 
 	if (!p) {
 		fprintf(stderr, "tierctl: this tierd reports no policy\n");
 		return 1;
 	}
 	if (json) {
-		const char *e = strchr(p, '}');
-
-		printf("%.*s\n", (int)(e + 1 - (p + 9)), p + 9); /* from '{' after "policy": to its '}' */
+		print_json(p);
 		return 0;
 	}
-	jstr(p, "name", name, sizeof(name));
-	jstr(p, "failed", failed, sizeof(failed));
-	printf("policy %s\n", name);
-	if (failed[0])
-		printf("disabled earlier: %s\n", failed);
+	printf("policy %s\n", str(p, "name"));
+	if (*str(p, "failed"))
+		printf("disabled earlier: %s\n", str(p, "failed"));
 	return 0;
 }
 
-static int control(const char *socket_path, uint32_t op, uint64_t arg, char **args, int nargs, int fd)
+static int control(uint32_t op, uint64_t arg, char **args, int nargs, int fd)
 {
-	char out[600] = "";
-	int r = tier_control(socket_path, op, arg, (const char *const *)args, (unsigned)nargs, fd, out,
-			     sizeof(out));
+	static char out[70000];
+	int r;
 
+	out[0] = '\0';
+	r = tier_control(socket_path, op, arg, (const char *const *)args, (unsigned)nargs, fd, out,
+			 sizeof(out));
 	if (r < 0) {
 		if (out[0]) /* tierd's reason */
 			fprintf(stderr, "tierctl: %s\n", out);
 		else
-			fprintf(stderr, "tierctl: cannot reach tierd at %s: %s\n", where(socket_path),
-				strerror(-r));
+			fprintf(stderr, "tierctl: cannot reach tierd at %s: %s\n", where(), strerror(-r));
 		return 1;
 	}
-	printf("%s\n", out);
+	fputs(out, stdout);
+	if (out[0] && out[strlen(out) - 1] != '\n')
+		putchar('\n');
 	return 0;
 }
 
-static int usage(void)
+static int cmd_record(const char *path, unsigned long max_mib)
 {
-	fprintf(stderr, "Usage: tierctl [--socket PATH] [--json] status\n"
-			"       tierctl policy [set NAME [KEY=VALUE...]]\n"
-			"       tierctl record FILE [--max-mib N]\n"
-			"       tierctl stop\n"
-			"       tierctl metrics\n");
-	return 2;
+	int fd, r;
+
+	/* tierctl opens the file, as its user: tierd writes where the caller may. */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "tierctl: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	r = control(TIERD_CTL_RECORD_START, (uint64_t)max_mib << 20, NULL, 0, fd);
+	close(fd);
+	if (r)
+		unlink(path); /* created above, empty: tierd refused */
+	return r;
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = { { "socket", 1, NULL, 's' }, { "json", 0, NULL, 'j' },
-					      { "max-mib", 1, NULL, 'm' }, { "help", 0, NULL, 'h' }, {} };
+	static const struct option opts[] = { { "socket", 1, NULL, 's' },   { "json", 0, NULL, 'j' },
+					      { "max-mib", 1, NULL, 'm' },  { "interval", 1, NULL, 'i' },
+					      { "count", 1, NULL, 'c' },    { "help", 0, NULL, 'h' },
+					      {} };
 	unsigned long max_mib = 256;
+	double interval = 1.0;
+	long count = 0;
+	struct json_object *st;
 	const char *cmd;
-	const char *socket_path = NULL;
-	static char js[70000];
-	int c, r, json = 0;
+	int c, r;
 
-	while ((c = getopt_long(argc, argv, "+s:jh", opts, NULL)) >= 0) {
-		switch (c) {
-		case 's':
-			socket_path = optarg;
-			break;
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
-			usage();
-			return 0;
-		default:
-			return 2;
+	signal(SIGPIPE, SIG_DFL);
+	/* Options before the command ("+": stop at it), then again after it. */
+	for (int pass = 0; pass < 2; pass++) {
+		while ((c = getopt_long(argc, argv, pass ? "s:jh" : "+s:jh", opts, NULL)) >= 0) {
+			char *end = NULL;
+
+			switch (c) {
+			case 's':
+				socket_path = optarg;
+				break;
+			case 'j':
+				json = 1;
+				break;
+			case 'm':
+				max_mib = strtoul(optarg, &end, 10);
+				if (*end || !max_mib || max_mib > (1ul << 20))
+					return usage();
+				break;
+			case 'i':
+				interval = strtod(optarg, &end);
+				if (*end || !(interval >= 0.1 && interval <= 3600))
+					return usage();
+				break;
+			case 'c':
+				count = strtol(optarg, &end, 10);
+				if (*end || count < 0)
+					return usage();
+				break;
+			case 'h':
+				usage();
+				return 0;
+			default:
+				return usage();
+			}
+		}
+		if (pass == 0) {
+			if (optind >= argc)
+				return usage();
+			/* Parse what follows the command as its own argument vector, the command
+			 * in the place of the program's name. */
+			argv += optind;
+			argc -= optind;
+			optind = 0; /* glibc: start afresh on the new vector */
 		}
 	}
-	if (optind >= argc)
-		return usage();
-	cmd = argv[optind];
-	/* Options may also follow the command (tierctl status --json): parse what follows it as
-	 * its own argument vector, the command in the place of the program's name. */
+	cmd = argv[0];
 	argv += optind;
 	argc -= optind;
-	optind = 0; /* glibc: start afresh on the new vector */
-	while ((c = getopt_long(argc, argv, "s:jh", opts, NULL)) >= 0) {
-		if (c == 's')
-			socket_path = optarg;
-		else if (c == 'j')
-			json = 1;
-		else if (c == 'm') {
-			char *end;
 
-			max_mib = strtoul(optarg, &end, 10);
-			if (*end || !max_mib || max_mib > (1ul << 20))
-				return usage();
-		} else
+	if (!strcmp(cmd, "policy") && argc > 0) {
+		if (strcmp(argv[0], "set") || argc < 2)
 			return usage();
+		return control(TIERD_CTL_POLICY_SET, 0, argv + 1, argc - 1, -1);
 	}
-	if (!strcmp(cmd, "policy") && optind < argc) {
-		if (strcmp(argv[optind], "set") || optind + 1 >= argc)
-			return usage();
-		return control(socket_path, TIERD_CTL_POLICY_SET, 0, argv + optind + 1,
-			       argc - optind - 1, -1);
-	}
-	if (!strcmp(cmd, "record")) {
-		int fd;
-
-		if (optind + 1 != argc)
-			return usage();
-		/* tierctl opens the file, as its user: tierd writes where the caller may. */
-		fd = open(argv[optind], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			fprintf(stderr, "tierctl: %s: %s\n", argv[optind], strerror(errno));
-			return 1;
-		}
-		r = control(socket_path, TIERD_CTL_RECORD_START, (uint64_t)max_mib << 20, NULL, 0, fd);
-		close(fd);
-		if (r)
-			unlink(argv[optind]); /* created above, empty: tierd refused */
-		return r;
-	}
-	if (!strcmp(cmd, "metrics")) {
-		static char text[70000];
-
-		if (optind != argc)
-			return usage();
-		r = tier_control(socket_path, TIERD_CTL_METRICS, 0, NULL, 0, -1, text, sizeof(text));
-		if (r < 0) {
-			fprintf(stderr, "tierctl: %s\n", text[0] ? text : strerror(-r));
-			return 1;
-		}
-		fputs(text, stdout);
-		return 0;
-	}
+	if (!strcmp(cmd, "record"))
+		return argc == 1 ? cmd_record(argv[0], max_mib) : usage();
 	if (!strcmp(cmd, "stop"))
-		return optind == argc ? control(socket_path, TIERD_CTL_RECORD_STOP, 0, NULL, 0, -1) : usage();
-	if ((strcmp(cmd, "status") && strcmp(cmd, "policy")) || optind != argc) {
+		return argc == 0 ? control(TIERD_CTL_RECORD_STOP, 0, NULL, 0, -1) : usage();
+	if (!strcmp(cmd, "metrics"))
+		return argc == 0 ? control(TIERD_CTL_METRICS, 0, NULL, 0, -1) : usage();
+	if (!strcmp(cmd, "top"))
+		return argc == 0 ? cmd_top(interval, count) : usage();
+	if (argc)
+		return usage();
+	if (strcmp(cmd, "status") && strcmp(cmd, "tiers") && strcmp(cmd, "segments") &&
+	    strcmp(cmd, "clients") && strcmp(cmd, "policy")) {
 		fprintf(stderr, "tierctl: unknown command '%s'\n", cmd);
 		return usage();
 	}
-	r = tier_status_json(socket_path, js, sizeof(js));
-	if (r < 0) {
-		fprintf(stderr, "tierctl: cannot reach tierd at %s: %s\n", where(socket_path),
-			strerror(-r));
+	st = fetch_status();
+	if (!st)
 		return 1;
-	}
-	if (!strcmp(cmd, "policy"))
-		return show_policy(js, json);
-	if (json)
-		printf("%s\n", js);
+	if (!strcmp(cmd, "status"))
+		r = cmd_status(st);
+	else if (!strcmp(cmd, "tiers"))
+		r = cmd_tiers(st);
+	else if (!strcmp(cmd, "segments"))
+		r = cmd_segments(st);
+	else if (!strcmp(cmd, "clients"))
+		r = cmd_clients(st);
 	else
-		print_human(js);
-	return 0;
+		r = cmd_policy_show(st);
+	json_object_put(st);
+	return r;
 }
