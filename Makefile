@@ -55,7 +55,7 @@ COMMON_SRC := lib/uffd.c lib/proto.c
 POLICY_SRC := policy/host.c policy/builtin_hotness.c policy/builtin_none.c policy/trace.c
 DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
               daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c daemon/config.c \
-              daemon/policyd.c daemon/record.c daemon/metrics.c $(POLICY_SRC)
+              daemon/policyd.c daemon/record.c daemon/metrics.c daemon/events.c $(POLICY_SRC)
 LIBTIER_SRC := lib/libtier.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))

@@ -61,7 +61,7 @@ void tierd_config_defaults(struct tierd_config *cfg)
 
 
 enum key_type { K_U32, K_BYTES, K_FLOAT, K_BOOL, K_PATH, K_MODE, K_REG, K_USERS, K_GROUPS, K_NAME,
-		K_DIR, K_FILE };
+		K_DIR, K_FILE, K_PMODE };
 
 struct key {
 	const char *section, *name;
@@ -89,6 +89,7 @@ static const struct key keys[] = {
 	{ "migration", "reserve_mib", K_BYTES, F(reserve_bytes), 0, UINT32_MAX - 1, 1 << 20 },
 	{ "policy", "name", K_NAME, F(policy_name), 0, 0, 0 },
 	{ "policy", "module_dir", K_DIR, F(policy_dir), 0, 0, 0 },
+	{ "policy", "mode", K_PMODE, F(mode), 0, 0, 0 },
 	{ "metrics", "textfile", K_FILE, F(metrics_textfile), 0, 0, 0 },
 	{ "metrics", "interval_ms", K_U32, F(metrics_interval_ms), 1000, 3600000, 0 },
 	{ "clients", "allow_users", K_USERS, F(allow_uids), 0, 0, 0 },
@@ -292,6 +293,17 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 		}
 		snprintf(p, sizeof(cfg->policy_name), "%s", value);
 		return 0;
+	case K_PMODE: {
+		static const char *const names[] = { "enforce", "advise", "observe" };
+
+		for (int i = 0; i < 3; i++)
+			if (!strcmp(value, names[i])) {
+				*(enum tierd_mode *)p = (enum tierd_mode)i;
+				return 0;
+			}
+		snprintf(why, whylen, "'%s' is not enforce, advise or observe", value);
+		return -EINVAL;
+	}
 	case K_FILE:
 		/* Empty: off. */
 		if ((value[0] && value[0] != '/') || strlen(value) >= sizeof(cfg->metrics_textfile)) {
@@ -311,6 +323,11 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 		return 0;
 	}
 	return -EINVAL;
+}
+
+const char *config_mode_name(enum tierd_mode mode)
+{
+	return mode == MODE_ADVISE ? "advise" : mode == MODE_OBSERVE ? "observe" : "enforce";
 }
 
 int config_validate(const struct tierd_config *cfg, char *why, size_t whylen)
@@ -530,6 +547,9 @@ void config_dump(const struct tierd_config *cfg, FILE *f)
 			break;
 		case K_REG:
 			fputs(*(const bool *)p ? "whole" : "window", f);
+			break;
+		case K_PMODE:
+			fputs(config_mode_name(*(const enum tierd_mode *)p), f);
 			break;
 		case K_USERS:
 			dump_ids(f, cfg->allow_uids, cfg->n_allow_uids);

@@ -22,6 +22,9 @@
 int config_set(struct tierd_config *cfg, const char *section, const char *key, const char *value,
 	       char *why, size_t whylen);
 
+/* "enforce", "advise", "observe". */
+const char *config_mode_name(enum tierd_mode mode);
+
 /* Checks what no single key can: values that depend on each other. */
 int config_validate(const struct tierd_config *cfg, char *why, size_t whylen);
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../lib/proto.h"
+#include "config.h"
 #include "host.h"
 #include "log.h"
 
@@ -501,7 +502,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 ",\"mode\":\"%s\",\"batches\":%" PRIu64 ",\"batch_timeouts\":%" PRIu64
 		 ",\"faults_held\":%" PRIu64 ",\"move_all_fallback\":%" PRIu64 ",\"passes\":%" PRIu64
 		 ",\"pass_usec_last\":%" PRIu64 ",\"pass_usec_max\":%" PRIu64 "},\"policy\":%s,"
-		 "\"recording\":%s,",
+		 "\"recording\":%s,\"mode\":\"%s\",\"events\":%" PRIu64 ",",
 		 TIERD_PROTO_VERSION, (int)getpid(), (double)(now_usec() - m->started_usec) / 1e6,
 		 m->epoch, m->topo.nnodes, m->cfg.epoch_ms, m->cfg.max_windows, m->cfg.rate_limit_mbps,
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", m->cfg.migrate ? "true" : "false", m->nclients, s->faults, s->first_touch_faults,
@@ -514,7 +515,8 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 m->mstats.err_other + m->mstats.err_fault,
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", s->batches, s->batch_timeouts,
 		 s->faults_held, m->mstats.fallback_pages, m->mstats.passes, m->mstats.pass_usec_last,
-		 m->mstats.pass_usec_max, policy_js, m->trace ? "true" : "false");
+		 m->mstats.pass_usec_max, policy_js, m->trace ? "true" : "false",
+		 config_mode_name(m->cfg.mode), m->events_next);
 	/* The tiers, node by node (tierctl tiers), and the clients (tierctl clients). */
 	json_add(js, cap, &len, "\"tier_list\":[");
 	for (unsigned t = 0; t < m->topo.ntiers; t++) {
@@ -617,12 +619,29 @@ static void on_control(struct manager *m, struct client *c, const void *buf, siz
 	char why[300], kv[TIERD_CONTROL_MAX_ARGS][256];
 	int r = 0;
 
-	if (q->op == TIERD_CTL_METRICS) {
+	if (q->op == TIERD_CTL_METRICS || q->op == TIERD_CTL_EVENTS || q->op == TIERD_CTL_CONFIG) {
+		/* Reading only: anyone who reached the socket. Written in place, up to 64 KiB. */
 		char *text = (char *)control_buf + sizeof(struct tierd_msg_control_reply);
+		size_t room = sizeof(control_buf) - sizeof(struct tierd_msg_control_reply);
 
-		r = manager_metrics(m, text, sizeof(control_buf) - sizeof(struct tierd_msg_control_reply));
-		if (r < 0)
-			snprintf(text, 64, "metrics larger than a message");
+		if (q->op == TIERD_CTL_METRICS) {
+			r = manager_metrics(m, text, room);
+			if (r < 0)
+				snprintf(text, 64, "metrics larger than a message");
+		} else if (q->op == TIERD_CTL_EVENTS) {
+			r = 0;
+			events_format(m, q->arg, text, room);
+		} else {
+			FILE *f = fmemopen(text, room, "w");
+
+			r = f ? 0 : -ENOMEM;
+			if (f) {
+				config_dump(&m->cfg, f);
+				fputc('\0', f);
+				fclose(f);
+			}
+			text[room - 1] = '\0';
+		}
 		control_reply(m, c, q->hdr.seq, r < 0 ? r : 0, text);
 		return;
 	}
@@ -691,6 +710,38 @@ static void on_control(struct manager *m, struct client *c, const void *buf, siz
 		manager_record_stop(m);
 		snprintf(why, sizeof(why), "recording stopped");
 		break;
+	case TIERD_CTL_MODE: {
+		struct tierd_config n = m->cfg;
+
+		if (q->nargs != 1 || config_set(&n, "policy", "mode", args[0], why, sizeof(why)) < 0) {
+			r = -EINVAL;
+			if (q->nargs != 1)
+				snprintf(why, sizeof(why), "mode: enforce, advise or observe?");
+			break;
+		}
+		if (n.mode != m->cfg.mode)
+			log_notice("Mode %s (was %s), by pid %d", config_mode_name(n.mode),
+				   config_mode_name(m->cfg.mode), (int)c->pid);
+		m->cfg.mode = n.mode;
+		snprintf(why, sizeof(why), "mode %s", config_mode_name(n.mode));
+		break;
+	}
+	case TIERD_CTL_RELEASE_ALL: {
+		unsigned n = 0;
+
+		/* Fail open on purpose: every client that holds memory is dropped, which releases
+		 * all its faults and registrations; libtier re-attaches after its backoff. */
+		log_notice("Releasing every client, by pid %d", (int)c->pid);
+		for (struct client *cl = m->clients, *next; cl; cl = next) {
+			next = cl->next;
+			if (cl != c && cl->nattach && !cl->dead) {
+				manager_client_drop(m, cl, "released by tierctl release --all");
+				n++;
+			}
+		}
+		snprintf(why, sizeof(why), "released %u client(s)", n);
+		break;
+	}
 	default:
 		r = -EOPNOTSUPP;
 		snprintf(why, sizeof(why), "unknown control operation %u", q->op);

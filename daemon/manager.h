@@ -23,6 +23,13 @@
 /* How often the loop looks at migration batches' deadlines while one is out. */
 #define BATCH_POLL_MS 20
 
+/* What the policy's plans do (policy.mode, tierctl mode / pause / resume). */
+enum tierd_mode {
+	MODE_ENFORCE, /* move pages */
+	MODE_ADVISE,  /* plan, log what would move (tierctl events), move nothing */
+	MODE_OBSERVE, /* track only: no plans */
+};
+
 struct tierd_config {
 	char socket_path[108];
 	uint32_t epoch_ms;          /* sampling epoch */
@@ -62,6 +69,7 @@ struct tierd_config {
 		char policy[48], key[48], value[128];
 	} policy_params[TIERD_MAX_POLICY_PARAMS];
 	uint64_t policy_seed;       /* for policies that randomise */
+	enum tierd_mode mode;
 
 	/* Metrics for node_exporter's textfile collector: written every textfile_interval_ms to
 	 * this path (empty: never). */
@@ -116,6 +124,23 @@ struct client {
 
 /* Fault latency buckets (upper bounds, seconds): log-linear 1-2.5-5 from 1 us to 1 s (metrics.c). */
 #define FAULT_LAT_BUCKETS 19
+
+/* Migration events (events.c): the latest EVENTS_RING records. */
+#define EVENTS_RING 1024
+enum mig_event_kind { EV_DECIDED, EV_ADVISED, EV_MOVED, EV_SKIPPED };
+struct mig_event {
+	uint64_t usec;          /* since tierd started */
+	uint64_t page, npages;  /* DECIDED/ADVISED: the run; MOVED: pages planned; SKIPPED: passes */
+	uint64_t moved;         /* MOVED: pages that moved */
+	uint64_t page_size;
+	uint32_t epoch, seg;
+	int16_t from, to;       /* nodes, -1 none */
+	int32_t err;            /* MOVED: the kernel's main reason for what did not move */
+	float score;            /* DECIDED/ADVISED: the policy's, highest of the run */
+	uint8_t kind;           /* enum mig_event_kind */
+	char policy[16];
+	char why[96];
+};
 
 struct manager_stats {
 	/* Time from tierd reading a fault to resolving it; a fault held by a migration batch is
@@ -178,6 +203,9 @@ struct manager {
 	FILE *decision_log;
 	uint64_t metrics_written_usec;
 	uint64_t watchdog_usec, watchdog_fed_usec; /* systemd's WatchdogSec (0: none) */
+	int move_err; /* the last move_pages(2) call's own failure (events.c says it) */
+	struct mig_event events_ring[EVENTS_RING];
+	uint64_t events_next;
 	struct trace_writer *trace; /* recording (tierctl record) */
 	/* Objects that died during an epoll batch are freed after the batch. */
 	struct client *graveyard;
@@ -201,6 +229,17 @@ void manager_placement(struct manager *m);
 void manager_batches_poll(struct manager *m);
 /* Ends a segment's batch at once without moving (its last attachment went away). */
 void manager_batch_drop(struct manager *m, struct segment *seg);
+
+/* events.c */
+void events_skipped(struct manager *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Runs of the plan's moves of one segment to node `to`. */
+void events_decided(struct manager *m, const struct segment *seg, const struct tierd_move *mv,
+		    size_t n, int to, bool advise);
+/* A batch side's outcome: `before` is mstats from before its move. */
+void events_moved(struct manager *m, const struct segment *seg, size_t planned, uint64_t moved,
+		  int to, const struct migrate_stats *before);
+/* The latest `max` (0: all) as JSON Lines, oldest first. Returns the length. */
+int events_format(const struct manager *m, uint64_t max, char *buf, size_t len);
 
 /* metrics.c */
 /* Records `n` faults that took `usec` each. */

@@ -222,6 +222,7 @@ static void execute(struct manager *m, struct segment **segs, unsigned nsegs,
 		    uint64_t *moved_bytes, uint64_t *moved_pages)
 {
 	for (unsigned si = 0; si < nsegs && n; si++) {
+		struct migrate_stats before;
 		size_t k = 0;
 		long r;
 
@@ -234,8 +235,11 @@ static void execute(struct manager *m, struct segment **segs, unsigned nsegs,
 			continue;
 		if (now_usec() > deadline)
 			return;
+		before = m->mstats;
 		r = migrate_pages_to(segs[si], m->pagebuf, k, node, MIGRATE_MAPPED, &m->move_all,
 				     deadline, &m->mstats);
+		m->move_err = r < 0 ? (int)r : 0;
+		events_moved(m, segs[si], k, r > 0 ? (uint64_t)r : 0, node, &before);
 		if (r < 0) {
 			log_ratelimited(LOG_WARNING, (int)r, "seg %u: move_pages to node %d: %m",
 					segs[si]->id, node);
@@ -360,6 +364,7 @@ static uint64_t batch_move(struct manager *m, struct segment *seg, bool demote, 
 	if (!n || node < 0 || now_usec() >= deadline)
 		return 0;
 	r = migrate_pages_to(seg, pages, n, node, MIGRATE_ZAPPED, &m->move_all, deadline, &m->mstats);
+	m->move_err = r < 0 ? (int)r : 0;
 	if (r < 0) {
 		log_ratelimited(LOG_WARNING, (int)r, "seg %u: move_pages to node %d: %m", seg->id, node);
 		return 0;
@@ -433,10 +438,24 @@ void manager_batches_poll(struct manager *m)
 	for (unsigned i = 0; i < n; i++)
 		m->stats.batch_timeouts += batch_waiting(ready[i]);
 	deadline = now + PASS_BUDGET_USEC;
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
+		struct migrate_stats before = m->mstats;
+
+		m->move_err = 0;
 		down[i] = batch_move(m, ready[i], true, deadline);
-	for (unsigned i = 0; i < n; i++)
-		batch_end(m, ready[i], batch_move(m, ready[i], false, deadline), down[i]);
+		events_moved(m, ready[i], ready[i]->batch.ndemote, down[i], m->batch_slow, &before);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct migrate_stats before = m->mstats;
+		uint64_t up;
+
+		m->move_err = 0;
+		up = batch_move(m, ready[i], false, deadline);
+
+		events_moved(m, ready[i], ready[i]->batch.n - ready[i]->batch.ndemote, up, m->batch_fast,
+			     &before);
+		batch_end(m, ready[i], up, down[i]);
+	}
 }
 
 /* Zap-then-move: each segment's share of the plan becomes a batch, and its clients are asked to
@@ -490,6 +509,12 @@ static bool pass_due(struct manager *m)
 	}
 	if (m->skip_passes) {
 		m->skip_passes--;
+		events_skipped(m, "backing off: the last passes moved nothing (%u passes skipped)",
+			       m->backoff_passes);
+		return false;
+	}
+	if (m->cfg.mode == MODE_OBSERVE) {
+		events_skipped(m, "mode observe: tracking only");
 		return false;
 	}
 	return true;
@@ -522,6 +547,36 @@ static void view_tiers(struct manager *m, struct tierd_view *v)
 
 static void pass_execute(struct manager *m, struct segment **segs, unsigned nsegs,
 			 const struct tierd_view *v, const struct tierd_plan *plan);
+
+static size_t seg_index(struct segment **segs, unsigned nsegs, uint32_t id, size_t *hint)
+{
+	if (*hint < nsegs && segs[*hint]->id == id)
+		return *hint;
+	for (unsigned i = 0; i < nsegs; i++)
+		if (segs[i]->id == id)
+			return *hint = i;
+	return nsegs; /* cannot happen: the host validated the plan against these segments */
+}
+
+/* The plan's moves, as runs per segment, for tierctl events (advice in advise mode). */
+static void record_decisions(struct manager *m, struct segment **segs, unsigned nsegs,
+			     const struct tierd_plan *plan, int fast, int slow)
+{
+	for (int side = 0; side < 2; side++) {
+		const struct tierd_move *mv = side ? plan->demote : plan->promote;
+		size_t n = side ? plan->ndemote : plan->npromote, hint = 0;
+
+		for (size_t a = 0, b; a < n; a = b) {
+			size_t si = seg_index(segs, nsegs, mv[a].seg, &hint);
+
+			for (b = a + 1; b < n && mv[b].seg == mv[a].seg; b++)
+				;
+			if (si < nsegs)
+				events_decided(m, segs[si], mv + a, b - a, side ? slow : fast,
+					       m->cfg.mode == MODE_ADVISE);
+		}
+	}
+}
 
 void manager_placement(struct manager *m)
 {
@@ -581,15 +636,6 @@ void manager_placement(struct manager *m)
 	}
 }
 
-static size_t seg_index(struct segment **segs, unsigned nsegs, uint32_t id, size_t *hint)
-{
-	if (*hint < nsegs && segs[*hint]->id == id)
-		return *hint;
-	for (unsigned i = 0; i < nsegs; i++)
-		if (segs[i]->id == id)
-			return *hint = i;
-	return nsegs; /* cannot happen: the host validated the plan against these segments */
-}
 
 static void add_candidates(struct manager *m, struct segment **segs, unsigned nsegs,
 			   const struct tierd_move *mv, size_t n, size_t *k)
@@ -640,7 +686,14 @@ static void pass_execute(struct manager *m, struct segment **segs, unsigned nseg
 	for (unsigned t = 1; t < v->ntiers && slow < 0; t++)
 		if (v->tiers[t].free_bytes)
 			slow = v->tiers[t].target_node;
-	if (fast < 0 || to_candidates(m, segs, nsegs, plan, &mp) < 0)
+	record_decisions(m, segs, nsegs, plan, fast, slow);
+	if (m->cfg.mode == MODE_ADVISE)
+		return; /* recorded as advice; nothing moves */
+	if (fast < 0) {
+		events_skipped(m, "no node of the fast tier has free memory above the reserve");
+		return;
+	}
+	if (to_candidates(m, segs, nsegs, plan, &mp) < 0)
 		return;
 	if (m->cfg.migrate_how == MIGRATE_ZAPPED) {
 		batches_start(m, segs, nsegs, &mp, fast, slow);

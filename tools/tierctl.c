@@ -12,6 +12,12 @@
  *   record FILE [--max-mib N]         record the policy's input for tierd-sim (root)
  *   stop                              stop recording (root)
  *   metrics                           Prometheus text format (what the textfile gets)
+ *   events [--count N]                why pages did or did not move, latest last (JSON Lines)
+ *   migrations                        what moved, by node and reason, beside the kernel's counters
+ *   mode enforce|advise|observe       what plans do (root); pause = advise, resume = enforce
+ *   release --all                     every client lets go of its memory now (root)
+ *   config                            the configuration in force
+ *   diagnose                          one JSON document for a bug report
  * Human tables by default; --json prints tierd's documents (raw integers, documented in
  * man/tierctl.8). Exit status: 0 done, 1 tierd refused or cannot be reached (the reason on
  * stderr), 2 usage.
@@ -46,7 +52,9 @@ static int usage(void)
 	fprintf(stderr,
 		"Usage: tierctl [--socket PATH] [--json] COMMAND\n"
 		"  status | tiers | segments | clients | top [--interval S] [--count N]\n"
-		"  policy [set NAME [KEY=VALUE...]] | record FILE [--max-mib N] | stop | metrics\n");
+		"  policy [set NAME [KEY=VALUE...]] | record FILE [--max-mib N] | stop | metrics\n"
+		"  events [--count N] | migrations | mode enforce|advise|observe | pause | resume\n"
+		"  release --all | config | diagnose\n");
 	return 2;
 }
 
@@ -353,12 +361,214 @@ static int cmd_record(const char *path, unsigned long max_mib)
 	return r;
 }
 
+/* A read-only request's text (metrics, events, config) into a static buffer; NULL after saying
+ * why. */
+static const char *fetch_text(uint32_t op, uint64_t arg)
+{
+	static char out[70000];
+	int r;
+
+	out[0] = '\0';
+	r = tier_control(socket_path, op, arg, NULL, 0, -1, out, sizeof(out));
+	if (r < 0) {
+		if (out[0])
+			fprintf(stderr, "tierctl: %s\n", out);
+		else
+			fprintf(stderr, "tierctl: cannot reach tierd at %s: %s\n", where(), strerror(-r));
+		return NULL;
+	}
+	return out;
+}
+
+static int cmd_events(long count)
+{
+	const char *t = fetch_text(TIERD_CTL_EVENTS, (uint64_t)(count > 0 ? count : 50));
+
+	if (!t)
+		return 1;
+	if (json) {
+		fputs(t, stdout);
+		return 0;
+	}
+	printf("%-9s %-6s %-8s %-10s %5s %-18s %10s %-9s %s\n", "T_S", "EPOCH", "KIND", "POLICY", "SEG",
+	       "PAGES", "BYTES", "NODES", "DETAIL");
+	for (const char *p = t; *p;) {
+		const char *e = strchr(p, '\n');
+		char line[600], range[48], nodes[24], detail[160];
+		struct json_object *o;
+
+		if (!e)
+			break;
+		snprintf(line, sizeof(line), "%.*s", (int)(e - p), p);
+		p = e + 1;
+		o = json_tokener_parse(line);
+		if (!o)
+			continue;
+		if (!strcmp(str(o, "kind"), "skipped")) {
+			snprintf(range, sizeof(range), "%lld pass(es)", (long long)num(o, "pages"));
+			snprintf(nodes, sizeof(nodes), "-");
+			snprintf(detail, sizeof(detail), "%s", str(o, "why"));
+		} else if (!strcmp(str(o, "kind"), "moved")) {
+			snprintf(range, sizeof(range), "%lld planned", (long long)num(o, "pages"));
+			snprintf(nodes, sizeof(nodes), "->%lld", (long long)num(o, "to"));
+			snprintf(detail, sizeof(detail), "%lld moved%s%s", (long long)num(o, "moved"),
+				 *str(o, "why") ? "; " : "", str(o, "why"));
+		} else {
+			snprintf(range, sizeof(range), "%lld+%lld", (long long)num(o, "page"),
+				 (long long)num(o, "pages"));
+			snprintf(nodes, sizeof(nodes), "%lld->%lld", (long long)num(o, "from"),
+				 (long long)num(o, "to"));
+			snprintf(detail, sizeof(detail), "score %.3f",
+				 json_object_get_double(get(o, "score")));
+		}
+		printf("%-9.3f %-6lld %-8s %-10s %5lld %-18s %10lld %-9s %s\n",
+		       json_object_get_double(get(o, "t_s")), (long long)num(o, "epoch"), str(o, "kind"),
+		       str(o, "policy"), (long long)num(o, "seg"), range, (long long)num(o, "bytes"),
+		       nodes, detail);
+		json_object_put(o);
+	}
+	return 0;
+}
+
+/* The kernel's own migration counters (/proc/vmstat), beside tierd's: operators compare. */
+static struct json_object *vmstat_counters(void)
+{
+	static const char *const prefixes[] = { "pgpromote_", "pgdemote_", "pgmigrate_", "numa_", "thp_migration" };
+	struct json_object *o = json_object_new_object();
+	FILE *f = fopen("/proc/vmstat", "re");
+	char name[128];
+	unsigned long long v;
+
+	while (f && fscanf(f, "%127s %llu", name, &v) == 2)
+		for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+			if (!strncmp(name, prefixes[i], strlen(prefixes[i])))
+				json_object_object_add(o, name, json_object_new_int64((int64_t)v));
+	if (f)
+		fclose(f);
+	return o;
+}
+
+static int cmd_migrations(void)
+{
+	struct json_object *st = fetch_status(), *mig, *out, *moved, *vm;
+	const char *metrics;
+
+	if (!st)
+		return 1;
+	metrics = fetch_text(TIERD_CTL_METRICS, 0);
+	if (!metrics) {
+		json_object_put(st);
+		return 1;
+	}
+	mig = get(st, "migration");
+	moved = json_object_new_array();
+	/* tierd_pages_migrated_total{from="0",to="1",page_size="4096",reason="demote"} 12 */
+	for (const char *p = strstr(metrics, "\ntierd_pages_migrated_total{"); p;
+	     p = strstr(p + 1, "\ntierd_pages_migrated_total{")) {
+		int from, to;
+		char ps[16], reason[16];
+		unsigned long long n;
+
+		if (sscanf(p + 1, "tierd_pages_migrated_total{from=\"%d\",to=\"%d\",page_size=\"%15[^\"]\","
+			   "reason=\"%15[^\"]\"} %llu", &from, &to, ps, reason, &n) == 5) {
+			struct json_object *e = json_object_new_object();
+
+			json_object_object_add(e, "from", json_object_new_int(from));
+			json_object_object_add(e, "to", json_object_new_int(to));
+			json_object_object_add(e, "page_size", json_object_new_string(ps));
+			json_object_object_add(e, "reason", json_object_new_string(reason));
+			json_object_object_add(e, "pages", json_object_new_int64((int64_t)n));
+			json_object_array_add(moved, e);
+		}
+	}
+	vm = vmstat_counters();
+	if (json) {
+		out = json_object_new_object();
+		json_object_object_add(out, "tierd", json_object_get(mig));
+		json_object_object_add(out, "moved", moved);
+		json_object_object_add(out, "kernel", vm);
+		print_json(out);
+		json_object_put(out);
+	} else {
+		printf("tierd: promoted %lld, demoted %lld pages (%.1f MiB) in %lld batches; mode %s\n",
+		       (long long)num(mig, "promoted"), (long long)num(mig, "demoted"),
+		       mib(num(mig, "bytes_moved")), (long long)num(mig, "batches"), str(st, "mode"));
+		printf("not moved: nomem %lld, busy %lld, mapped %lld, gone %lld, other %lld\n",
+		       (long long)num(mig, "failed_nomem"), (long long)num(mig, "failed_busy"),
+		       (long long)num(mig, "failed_access"), (long long)num(mig, "failed_noent"),
+		       (long long)num(mig, "failed_other"));
+		printf("%-6s %-4s %-10s %-8s %12s\n", "FROM", "TO", "PAGE_SIZE", "REASON", "PAGES");
+		for (size_t i = 0; i < json_object_array_length(moved); i++) {
+			struct json_object *e = json_object_array_get_idx(moved, i);
+
+			printf("%-6lld %-4lld %-10s %-8s %12lld\n", (long long)num(e, "from"),
+			       (long long)num(e, "to"), str(e, "page_size"), str(e, "reason"),
+			       (long long)num(e, "pages"));
+		}
+		printf("kernel (/proc/vmstat):");
+		json_object_object_foreach(vm, k, v)
+		{
+			if (!strncmp(k, "pgpromote", 9) || !strncmp(k, "pgdemote", 8) ||
+			    !strcmp(k, "pgmigrate_success") || !strcmp(k, "pgmigrate_fail"))
+				printf(" %s %lld", k, (long long)json_object_get_int64(v));
+		}
+		printf("\n");
+		json_object_put(moved);
+		json_object_put(vm);
+	}
+	json_object_put(st);
+	return 0;
+}
+
+/* Everything a bug report needs, in one JSON document. */
+static int cmd_diagnose(void)
+{
+	struct json_object *st = fetch_status(), *out = json_object_new_object(), *ev = json_object_new_array();
+	const char *t;
+	char buf[512];
+	FILE *f;
+
+	if (!st) {
+		json_object_put(out);
+		json_object_put(ev);
+		return 1;
+	}
+	json_object_object_add(out, "diagnose_version", json_object_new_int(1));
+	f = fopen("/proc/sys/kernel/osrelease", "re");
+	if (f && fgets(buf, sizeof(buf), f)) {
+		buf[strcspn(buf, "\n")] = '\0';
+		json_object_object_add(out, "kernel", json_object_new_string(buf));
+	}
+	if (f)
+		fclose(f);
+	json_object_object_add(out, "status", st);
+	if ((t = fetch_text(TIERD_CTL_CONFIG, 0)))
+		json_object_object_add(out, "config", json_object_new_string(t));
+	if ((t = fetch_text(TIERD_CTL_METRICS, 0)))
+		json_object_object_add(out, "metrics", json_object_new_string(t));
+	if ((t = fetch_text(TIERD_CTL_EVENTS, 0)))
+		for (const char *p = t, *e; (e = strchr(p, '\n')); p = e + 1) {
+			char line[600];
+			struct json_object *o;
+
+			snprintf(line, sizeof(line), "%.*s", (int)(e - p), p);
+			if ((o = json_tokener_parse(line)))
+				json_object_array_add(ev, o);
+		}
+	json_object_object_add(out, "events", ev);
+	json_object_object_add(out, "vmstat", vmstat_counters());
+	puts(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED));
+	json_object_put(out);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "socket", 1, NULL, 's' },   { "json", 0, NULL, 'j' },
 					      { "max-mib", 1, NULL, 'm' },  { "interval", 1, NULL, 'i' },
 					      { "count", 1, NULL, 'c' },    { "help", 0, NULL, 'h' },
-					      {} };
+					      { "all", 0, NULL, 'a' },      {} };
+	int all = 0;
 	unsigned long max_mib = 256;
 	double interval = 1.0;
 	long count = 0;
@@ -394,6 +604,9 @@ int main(int argc, char **argv)
 				if (*end || count < 0)
 					return usage();
 				break;
+			case 'a':
+				all = 1;
+				break;
 			case 'h':
 				usage();
 				return 0;
@@ -428,6 +641,28 @@ int main(int argc, char **argv)
 		return argc == 0 ? control(TIERD_CTL_METRICS, 0, NULL, 0, -1) : usage();
 	if (!strcmp(cmd, "top"))
 		return argc == 0 ? cmd_top(interval, count) : usage();
+	if (!strcmp(cmd, "events"))
+		return argc == 0 ? cmd_events(count) : usage();
+	if (!strcmp(cmd, "migrations"))
+		return argc == 0 ? cmd_migrations() : usage();
+	if (!strcmp(cmd, "diagnose"))
+		return argc == 0 ? cmd_diagnose() : usage();
+	if (!strcmp(cmd, "config")) {
+		const char *t = argc == 0 ? fetch_text(TIERD_CTL_CONFIG, 0) : NULL;
+
+		if (argc)
+			return usage();
+		return t ? (fputs(t, stdout), 0) : 1;
+	}
+	if (!strcmp(cmd, "mode"))
+		return argc == 1 ? control(TIERD_CTL_MODE, 0, argv, 1, -1) : usage();
+	if (!strcmp(cmd, "pause") || !strcmp(cmd, "resume")) {
+		char *m[] = { (char *)(cmd[0] == 'p' ? "advise" : "enforce") };
+
+		return argc == 0 ? control(TIERD_CTL_MODE, 0, m, 1, -1) : usage();
+	}
+	if (!strcmp(cmd, "release")) /* --all: nothing narrower exists yet, and it must be said */
+		return argc == 0 && all ? control(TIERD_CTL_RELEASE_ALL, 0, NULL, 0, -1) : usage();
 	if (argc)
 		return usage();
 	if (strcmp(cmd, "status") && strcmp(cmd, "tiers") && strcmp(cmd, "segments") &&

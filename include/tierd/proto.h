@@ -177,12 +177,17 @@ struct tierd_msg_error {
 _Static_assert(sizeof(struct tierd_msg_error) == 152, "error");
 
 /* CONTROL / CONTROL_FD: followed by `nargs` NUL-terminated strings (the message's size covers them
- * exactly). Only root may send those that change what tierd does (all but METRICS). */
+ * exactly). Only root may send those that change what tierd does (all but METRICS, EVENTS and
+ * CONFIG, which only read). */
 enum tierd_control_op {
 	TIERD_CTL_POLICY_SET = 1,   /* args: NAME [key=value...] */
 	TIERD_CTL_RECORD_START = 2, /* CONTROL_FD: the trace file, open for writing; arg = max bytes */
 	TIERD_CTL_RECORD_STOP = 3,
 	TIERD_CTL_METRICS = 4,      /* anyone: the reply's text is the metrics (Prometheus text) */
+	TIERD_CTL_EVENTS = 5,       /* anyone: the latest `arg` migration events (0: all), JSON Lines */
+	TIERD_CTL_MODE = 6,         /* args: enforce | advise | observe */
+	TIERD_CTL_RELEASE_ALL = 7,  /* fail open now: every client lets go of its memory */
+	TIERD_CTL_CONFIG = 8,       /* anyone: the configuration in force, as tierd.conf text */
 };
 
 struct tierd_msg_control {

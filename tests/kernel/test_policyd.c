@@ -329,9 +329,74 @@ static void test_config_and_reload(void **state)
 	daemon_stop(d);
 }
 
+/* tierctl events says what was decided, what moved and why not; modes advise and observe stop
+ * the moves and say so; release --all lets every client go, and they come back. */
+static void test_events_and_modes(void **state)
+{
+	char sock[256], out[16384], root[256], cout[256], text[4096], js[65536];
+	pid_t d, c;
+	char *argv[] = { (char *)harness_bin("tests/helpers/tier-client"), "--socket", sock, "--kind",
+			 "shmem", "--threads", "2", "--mib", "16", "--ms", "3500", "--wait-tracked",
+			 "3000", "--min-attaches", "2", NULL };
+
+	(void)state;
+	snprintf(root, sizeof(root), "%s/sysfs-ev", harness_dir());
+	harness_fake_two_nodes(root);
+	snprintf(sock, sizeof(sock), "%s/ev.sock", harness_dir());
+	snprintf(cout, sizeof(cout), "%s/ev.client", harness_dir());
+	d = daemon_start(sock, "--epoch-ms", "50", "--sysfs-root", root, "--migrate-every", "2",
+			 "--fast-budget-mib", "1", "--reserve-mib", "0", NULL);
+	assert_true(d > 0);
+	c = spawn_out(argv, cout, NULL);
+	msleep(800);
+	/* Over its 1 MiB budget, hotness demotes to node 1, which the kernel does not have. */
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "--json", "events", "--count=1000",
+				 NULL),
+			 0);
+	assert_non_null(strstr(out, "\"kind\":\"decided\",\"policy\":\"hotness\""));
+	assert_non_null(strstr(out, "\"from\":0,\"to\":1"));
+	assert_non_null(strstr(out, "\"kind\":\"moved\""));
+	assert_non_null(strstr(out, "move_pages(2) to node 1 failed: No such device"));
+
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "pause", NULL), 0);
+	assert_non_null(strstr(out, "mode advise"));
+	msleep(300);
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	assert_non_null(strstr(js, "\"mode\":\"advise\""));
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "mode", "observe", NULL), 0);
+	msleep(600);
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "--json", "events", "--count=3", NULL), 0);
+	assert_non_null(strstr(out, "mode observe: tracking only"));
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "mode", "sideways", NULL), 1);
+	assert_non_null(strstr(out, "not enforce, advise or observe"));
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "resume", NULL), 0);
+	assert_non_null(strstr(out, "mode enforce"));
+
+	/* Fail open on purpose: the client lets go and attaches again. */
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "release", "--all", NULL), 0);
+	assert_non_null(strstr(out, "released 1 client(s)"));
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "release", NULL), 2);
+	assert_int_equal(wait_exit(c, 30000), 0);
+	read_text(cout, text, sizeof(text));
+	print_message("%s", text);
+	assert_int_equal(kv_int(text, "errors"), 0);
+	assert_true(kv_int(text, "attaches") >= 2);
+
+	/* The table view and the diagnosis bundle. */
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "events", NULL), 0);
+	assert_non_null(strstr(out, "DETAIL"));
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "migrations", NULL), 0);
+	assert_non_null(strstr(out, "kernel (/proc/vmstat)"));
+	assert_int_equal(tierctl(sock, false, out, sizeof(out), "diagnose", NULL), 0);
+	assert_non_null(strstr(out, "\"diagnose_version\": 1"));
+	assert_non_null(strstr(out, "\"events\": ["));
+	daemon_stop(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_events_and_modes),
 		cmocka_unit_test(test_config_and_reload),
 		cmocka_unit_test(test_switch_at_run_time),
 		cmocka_unit_test(test_crashing_module),
