@@ -55,7 +55,8 @@ COMMON_SRC := lib/uffd.c lib/proto.c
 POLICY_SRC := policy/host.c policy/builtin_hotness.c policy/builtin_none.c policy/trace.c
 DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
               daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c daemon/config.c \
-              daemon/policyd.c daemon/record.c daemon/metrics.c daemon/events.c $(POLICY_SRC)
+              daemon/policyd.c daemon/record.c daemon/metrics.c daemon/events.c daemon/syscheck.c \
+              $(POLICY_SRC)
 LIBTIER_SRC := lib/libtier.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -129,7 +130,7 @@ check-man: $(MAN_PAGES)
 
 # Unit tests link the daemon's pure modules directly.
 UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c daemon/migrate.c daemon/tiers.c \
-	daemon/config.c $(POLICY_SRC) $(COMMON_SRC))
+	daemon/config.c daemon/syscheck.c $(POLICY_SRC) $(COMMON_SRC))
 $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include "log.h"
 #include "config.h"
 #include "manager.h"
+#include "syscheck.h"
 
 static void help(void)
 {
@@ -54,7 +54,8 @@ static void help(void)
 	       "      --decision-log FILE    write every decision of the policy to FILE\n"
 	       "      --record FILE          record the policy's input from the start (tierd-sim\n"
 	       "                             replays it); --record-max-mib N caps it (default 256)\n"
-	       "      --check-system         report the kernel features tierd needs and exit\n"
+	       "      --check-system         pre-flight report: one line per check (OK, WARN or\n"
+	       "                             FAIL, what was found, the fix); exit 1 on a FAIL\n"
 	       "      --config PATH          configuration file (default %s, and PATH.d/*.conf);\n"
 	       "                             options given here override it\n"
 	       "      --check-config         print the effective configuration and exit (2 when\n"
@@ -79,39 +80,65 @@ static int parse_u32(const char *s, const char *opt, uint32_t min, uint32_t max,
 	return 0;
 }
 
-static int check_system(void)
+/* What UFFDIO_API offers here: the one check that needs a kernel call, not a file. */
+static void probe_uffd(const char *dev_path, struct syscheck_uffd_probe *p)
 {
-	static const struct {
-		uint32_t kind;
-		const char *what;
-	} kinds[] = { { TIERD_SEG_SHMEM, "shmem (memfd)" }, { TIERD_SEG_HUGETLB, "hugetlbfs" } };
 	struct uffd_handshake hs;
-	char names[512], why[256];
-	int devfd = -1, bad = 0;
+	int devfd = -1;
 	struct uffd_ops ops = uffd_ops_real(&devfd);
 	int fd = uffd_negotiate(&ops, 0, 0, &hs);
 
-	if (fd < 0) {
-		printf("userfaultfd: unavailable (%s)\n", strerror(-fd));
-		return 1;
-	}
-	close(fd);
-	uffd_feature_names(hs.offered, names, sizeof(names));
-	printf("userfaultfd features offered: 0x%" PRIx64 " (%s)\n", hs.offered, names);
-	printf("second UFFDIO_API on one fd: %s\n",
-	       hs.second_call_refused ? "refused (probe on a throwaway fd)" : "accepted");
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		uint64_t need = uffd_required_for_kind(kinds[i].kind);
-
-		if (hs.offered & need) {
-			printf("tracking %s: yes\n", kinds[i].what);
-		} else {
-			uffd_describe_missing(need & ~hs.offered, why, sizeof(why));
-			printf("tracking %s: no: %s\n", kinds[i].what, why);
-			bad = 1;
+	if (fd == -EPERM) {
+		/* userfaultfd(2) is refused to this user (vm.unprivileged_userfaultfd=0): clients
+		 * then get their uffds from the device, so ask the kernel through it. */
+		devfd = open(dev_path, O_RDWR | O_CLOEXEC);
+		if (devfd >= 0) {
+			fd = uffd_negotiate(&ops, 0, 0, &hs);
+			p->via_dev = true;
+			close(devfd);
 		}
 	}
-	return bad;
+	if (fd < 0) {
+		p->err = fd;
+		return;
+	}
+	close(fd);
+	p->offered = hs.offered;
+	p->second_call_refused = hs.second_call_refused;
+}
+
+/*
+ * The pre-flight report (daemon/syscheck.h). It reads ROOT/proc and ROOT/sys; ROOT comes from
+ * --sysfs-root (tests: a fixture tree holding both), which must therefore end in "/sys".
+ * Returns the exit status: 0 when nothing FAILs, 1 otherwise, 2 on a usage error.
+ */
+static int check_system(const struct tierd_config *cfg)
+{
+	struct syscheck_uffd_probe probe = { 0 };
+	struct syscheck *sc = NULL;
+	size_t len = strlen(cfg->sysfs_root);
+	char root[PATH_MAX];
+	int r;
+
+	if (len < 4 || strcmp(cfg->sysfs_root + len - 4, "/sys") != 0 || len - 4 >= sizeof(root)) {
+		fprintf(stderr, "tierd: --check-system reads ROOT/proc and ROOT/sys: --sysfs-root must "
+				"name ROOT/sys, not '%s'\n",
+			cfg->sysfs_root);
+		return 2;
+	}
+	snprintf(root, sizeof(root), "%.*s", (int)(len - 4), cfg->sysfs_root);
+	probe_uffd(cfg->uffd_dev_path, &probe);
+	r = syscheck_new(&sc);
+	if (r >= 0)
+		r = syscheck_run(sc, root, &probe);
+	if (r >= 0)
+		r = syscheck_print(sc, stdout);
+	if (r >= 0)
+		r = syscheck_worst(sc) == SYSCHECK_FAIL ? 1 : 0;
+	else
+		fprintf(stderr, "tierd: --check-system: %s\n", strerror(-r));
+	syscheck_free(sc);
+	return r < 0 ? 1 : r;
 }
 
 /* Long options that set a configuration key (config/tierd.conf): the value goes through the same
@@ -367,7 +394,7 @@ int main(int argc, char **argv)
 		help();
 		return 0;
 	case CHECK_SYSTEM:
-		return check_system();
+		return check_system(&cfg);
 	case CHECK_CONFIG: {
 		/* Only the policy knows its parameters: start it to check them. */
 		struct policy *p;

@@ -28,7 +28,7 @@ free_huge=$(cat "$pool/free_hugepages")
 [ "$free_huge" -lt 32 ] && echo $((old_nr + 32 - free_huge)) > "$pool/nr_hugepages"
 
 echo "== tierd demo: tracking shared memory with userfaultfd minor faults"
-echo "   kernel $(uname -r); $("$BUILD"/tierd --check-system | grep -c ': yes') of 2 segment kinds trackable"
+echo "   kernel $(uname -r); $("$BUILD"/tierd --check-system | grep -c '^OK *uffd\.minor_') of 2 segment kinds trackable"
 # TIERD_ARGS: extra options for tierd (e.g. -v, --migrate-mode mapped).
 # shellcheck disable=SC2086
 "$BUILD"/tierd --socket "$dir/tierd.sock" --epoch-ms 50 ${TIERD_ARGS:-} >"$dir/tierd.log" 2>&1 &
