@@ -52,7 +52,10 @@ say =
 endif
 
 COMMON_SRC := lib/uffd.c lib/proto.c
-POLICY_SRC := policy/host.c policy/builtin_hotness.c policy/builtin_none.c policy/trace.c
+POLICY_SRC := policy/host.c policy/plan.c policy/builtin_hotness.c policy/builtin_lru.c \
+              policy/builtin_none.c policy/trace.c
+# The simulator's engine (tierd-sim, and the unit tests that drive it).
+SIM_SRC    := policy/sim.c
 DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
               daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c daemon/config.c \
               daemon/policyd.c daemon/record.c daemon/metrics.c daemon/events.c daemon/syscheck.c \
@@ -64,7 +67,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 TIERD      := $(BUILD)/tierd
 LIBTIER_SO := $(BUILD)/libtier.so.1
 LIBTIER_A  := $(BUILD)/libtier.a
-TOOLS      := $(BUILD)/tierd-demo $(BUILD)/tierd-bench $(BUILD)/tierctl
+TOOLS      := $(BUILD)/tierd-demo $(BUILD)/tierd-bench $(BUILD)/tierctl $(BUILD)/tierd-sim
 # The example policy module (examples/policy-example), built by its own Makefile.
 EXAMPLES   := $(BUILD)/examples/recency.so
 # man/NAME.N.scd → $(BUILD)/man/NAME.N
@@ -99,6 +102,11 @@ $(LIBTIER_A): $(call obj,$(LIBTIER_SRC) $(COMMON_SRC))
 	$(call say,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+# The simulator links the policies, their host and the daemon's region sampler; no libtier.
+$(BUILD)/tierd-sim: $(call obj,tools/tierd-sim.c $(SIM_SRC) $(POLICY_SRC) daemon/region.c)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lm
+
 $(BUILD)/tierd-%: $(call obj,tools/tierd-%.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lnuma -lm
@@ -130,11 +138,14 @@ check-man: $(MAN_PAGES)
 
 # Unit tests link the daemon's pure modules directly.
 UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c daemon/migrate.c daemon/tiers.c \
-	daemon/config.c daemon/syscheck.c $(POLICY_SRC) $(COMMON_SRC))
+	daemon/config.c daemon/syscheck.c $(POLICY_SRC) $(SIM_SRC) $(COMMON_SRC))
 $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) $(LIBS_D)
+
+# test_sim runs the simulator's CLI too.
+$(BUILD)/tests/unit/test_sim: | $(BUILD)/tierd-sim
 
 # test_recency dlopens the example module from $(BUILD)/examples at run time (not linked).
 $(BUILD)/tests/unit/test_recency: | $(EXAMPLES)
@@ -147,7 +158,8 @@ $(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBT
 # test_tierctl parses tierctl's JSON with json-c.
 $(BUILD)/tests/kernel/test_tierctl: LDLIBS_EXTRA := $(LIBS_JSON)
 
-# test_policyd reads the traces tierd records.
+# test_policyd reads the traces tierd records, and replays them with tierd-sim.
+$(BUILD)/tests/kernel/test_policyd: | $(BUILD)/tierd-sim
 $(BUILD)/tests/kernel/test_policyd: $(call obj,policy/trace.c)
 
 # Tests for a machine with several NUMA nodes (run in the QEMU guest by make check-vm).
@@ -221,6 +233,7 @@ install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/tierd
 	install -m 0755 $(TIERD) $(DESTDIR)$(SBINDIR)/tierd
 	install -m 0755 $(BUILD)/tierctl $(DESTDIR)$(BINDIR)/tierctl
+	install -m 0755 $(BUILD)/tierd-sim $(DESTDIR)$(BINDIR)/tierd-sim
 	install -m 0755 $(LIBTIER_SO) $(DESTDIR)$(LIBDIR)/libtier.so.1
 	ln -sf libtier.so.1 $(DESTDIR)$(LIBDIR)/libtier.so
 	install -m 0644 $(LIBTIER_A) $(DESTDIR)$(LIBDIR)/libtier.a

@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "host.h"
@@ -55,10 +56,24 @@ void events_skipped(struct manager *m, const char *fmt, ...)
 	memcpy(e->why, why, sizeof(why));
 }
 
-void events_decided(struct manager *m, const struct segment *seg, const struct tierd_move *mv,
+static int by_page(const void *a, const void *b)
+{
+	uint64_t x = ((const struct tierd_move *)a)->page, y = ((const struct tierd_move *)b)->page;
+
+	return (x > y) - (x < y);
+}
+
+void events_decided(struct manager *m, const struct segment *seg, const struct tierd_move *plan,
 		    size_t n, int to, bool advise)
 {
+	/* Policies order moves by heat; by page they coalesce into runs. */
+	struct tierd_move *mv = malloc(n * sizeof(*mv));
 	size_t i = 0;
+
+	if (!mv)
+		return;
+	memcpy(mv, plan, n * sizeof(*mv));
+	qsort(mv, n, sizeof(*mv), by_page);
 
 	/* Runs of consecutive pages from one node: a plan of thousands of pages is a few records. */
 	while (i < n) {
@@ -83,6 +98,7 @@ void events_decided(struct manager *m, const struct segment *seg, const struct t
 		e->score = score;
 		i = j;
 	}
+	free(mv);
 }
 
 void events_moved(struct manager *m, const struct segment *seg, size_t planned, uint64_t moved,

@@ -220,8 +220,7 @@ struct manager *manager_free(struct manager *m);
 int manager_run(struct manager *m);
 
 /* placement.c */
-/* Grows *buf (of *cap elements of elem bytes) to hold at least `need`, doubling. 0 or -ENOMEM. */
-int manager_grow(void **buf, size_t *cap, size_t need, size_t elem);
+
 int manager_tiers_init(struct manager *m);
 void manager_placement(struct manager *m);
 /* Moves and releases each batch whose zaps are all acknowledged or whose deadline passed. Called

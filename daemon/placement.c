@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "manager.h"
+#include "plan.h"
 #include "migrate.h"
 
 int manager_tiers_init(struct manager *m)
@@ -94,22 +95,6 @@ static int refresh_topology(struct manager *m)
 	return 0;
 }
 
-int manager_grow(void **buf, size_t *cap, size_t need, size_t elem)
-{
-	void *p;
-	size_t n = *cap ? *cap : 1024;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	p = realloc(*buf, n * elem);
-	if (!p)
-		return -ENOMEM;
-	*buf = p;
-	*cap = n;
-	return 0;
-}
 
 /* Pages whose node one pass (re)learns at most, all segments together: every 4096 of them cost a
  * move_pages query (and the alias's population), and the loop serves no fault meanwhile. Hot
@@ -226,7 +211,7 @@ static void execute(struct manager *m, struct segment **segs, unsigned nsegs,
 		size_t k = 0;
 		long r;
 
-		if (manager_grow((void **)&m->pagebuf, &m->pagebuf_cap, n, sizeof(*m->pagebuf)) < 0)
+		if (plan_grow((void **)&m->pagebuf, &m->pagebuf_cap, n, sizeof(*m->pagebuf)) < 0)
 			return;
 		for (size_t i = 0; i < n; i++)
 			if (c[i].seg_index == si)
@@ -658,7 +643,7 @@ static int to_candidates(struct manager *m, struct segment **segs, unsigned nseg
 {
 	size_t k = 0;
 
-	if (manager_grow((void **)&m->cands, &m->cands_cap, plan->npromote + plan->ndemote,
+	if (plan_grow((void **)&m->cands, &m->cands_cap, plan->npromote + plan->ndemote,
 		 sizeof(*m->cands)) < 0)
 		return -ENOMEM;
 	add_candidates(m, segs, nsegs, plan->promote, plan->npromote, &k);

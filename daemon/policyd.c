@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "manager.h"
+#include "plan.h"
 #include "host.h"
 
 /* Events buffered before observe() gets them: one call per this many faults at most. */
@@ -228,7 +229,7 @@ int manager_policy_decide(struct manager *m, struct segment **segs, unsigned nse
 	int r;
 
 	memset(plan, 0, sizeof(*plan));
-	if (manager_grow((void **)&m->segviews, &m->segviews_cap, nsegs, sizeof(*m->segviews)) < 0)
+	if (plan_grow((void **)&m->segviews, &m->segviews_cap, nsegs, sizeof(*m->segviews)) < 0)
 		return -ENOMEM;
 	for (unsigned i = 0; i < nsegs; i++) {
 		seg_view(m, segs[i], &m->segviews[i]);
@@ -243,9 +244,9 @@ int manager_policy_decide(struct manager *m, struct segment **segs, unsigned nse
 
 		max_moves = (size_t)(by_bytes < pages ? by_bytes : pages);
 	}
-	if (manager_grow((void **)&m->promote, &m->promote_cap, max_moves, sizeof(*m->promote)) < 0 ||
-	    manager_grow((void **)&m->demote, &m->demote_cap, max_moves, sizeof(*m->demote)) < 0 ||
-	    manager_grow((void **)&m->pwindows, &m->pwindows_cap, m->cfg.max_windows, sizeof(*m->pwindows)) < 0)
+	if (plan_grow((void **)&m->promote, &m->promote_cap, max_moves, sizeof(*m->promote)) < 0 ||
+	    plan_grow((void **)&m->demote, &m->demote_cap, max_moves, sizeof(*m->demote)) < 0 ||
+	    plan_grow((void **)&m->pwindows, &m->pwindows_cap, m->cfg.max_windows, sizeof(*m->pwindows)) < 0)
 		return -ENOMEM;
 	*plan = (struct tierd_plan){ .promote = m->promote, .max_promote = max_moves,
 				     .demote = m->demote, .max_demote = max_moves,

@@ -23,6 +23,7 @@
 
 const struct tierd_policy_ops *const policy_builtins[] = {
 	&policy_hotness,
+	&policy_lru,
 	&policy_none,
 	NULL,
 };

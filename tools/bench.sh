@@ -2,7 +2,8 @@
 # Runs tierd's core benchmarks (tools/tierd-bench.c), one process per bench, and appends their JSON
 # lines to bench/results/core.jsonl (ARCHITECTURE.md §6). Usage: tools/bench.sh [BENCH...]
 # (default: all of them; migration_throughput and placement skip on a machine with one NUMA node:
-# make bench-vm runs them in a 2-node QEMU guest). Environment: BUILD (default build), BENCH_WHERE
+# make bench-vm runs them in a 2-node QEMU guest; sim_policy is tools/tierd-sim.c --bench, pure
+# simulation). Environment: BUILD (default build), BENCH_WHERE
 # (host|guest, default host), BENCH_COMMIT (the "commit" field; default: git's HEAD). Exit status
 # is non-zero only when a bench could not run (harness or daemon failure): a missed target is
 # reported in the summary, never an error.
@@ -14,9 +15,9 @@ RESULTS=bench/results/core.jsonl
 BENCH_BIN=$BUILD/tierd-bench
 benches=("$@")
 [ ${#benches[@]} -eq 0 ] &&
-	benches=(fault_roundtrip window_close page_state daemon_cpu migration_throughput placement)
+	benches=(fault_roundtrip window_close page_state daemon_cpu migration_throughput placement sim_policy)
 
-for f in "$BENCH_BIN" "$BUILD/tierd"; do
+for f in "$BENCH_BIN" "$BUILD/tierd" "$BUILD/tierd-sim"; do
 	if [ ! -x "$f" ]; then
 		echo "bench: $f is missing: build it first (make BUILD=$BUILD)" >&2
 		exit 1
@@ -50,8 +51,15 @@ failed=() skipped=()
 start=$SECONDS
 for b in "${benches[@]}"; do
 	mkdir -p "$tmp/$b"
-	"$BENCH_BIN" --tierd "$BUILD/tierd" --dir "$tmp/$b" --json "$RESULTS" --commit "$commit" \
-		--where "$WHERE" "$b"
+	if [ "$b" = sim_policy ]; then
+		# Pure simulation (tools/tierd-sim.c --bench): policy quality against the hindsight
+		# optimum, the simulator's throughput and hotness's decide() time.
+		"$BUILD/tierd-sim" --bench --bench-json "$RESULTS" --dir "$tmp/$b" --commit "$commit" \
+			--where "$WHERE"
+	else
+		"$BENCH_BIN" --tierd "$BUILD/tierd" --dir "$tmp/$b" --json "$RESULTS" --commit "$commit" \
+			--where "$WHERE" "$b"
+	fi
 	case $? in
 	0) ;;
 	77) skipped+=("$b") ;;
