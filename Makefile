@@ -145,7 +145,7 @@ $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) $(LIBS_D)
 
 # test_sim runs the simulator's CLI too.
-$(BUILD)/tests/unit/test_sim: | $(BUILD)/tierd-sim
+$(BUILD)/tests/unit/test_sim: | $(BUILD)/tierd-sim $(EXAMPLES)
 
 # test_recency dlopens the example module from $(BUILD)/examples at run time (not linked).
 $(BUILD)/tests/unit/test_recency: | $(EXAMPLES)

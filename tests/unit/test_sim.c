@@ -511,6 +511,17 @@ static void test_cli(void **state)
 		assert_non_null(strstr(b, "\nevent t=0 seg=1 page=0 kind=access weight=1"));
 		free(b);
 	}
+	/* The example module, built outside the tree against <tierd/policy.h>, with a parameter. */
+	{
+		char so[512];
+		const char *m[] = { "--gen", "shift", "--pages", "512", "--epoch-events", "1500",
+				    "--events", "100000", "--seed", "7", "--json", "--policy", so, NULL };
+
+		snprintf(so, sizeof(so), "%s/examples/recency.so:window_epochs=4", build_dir());
+		assert_int_equal(run_cli(m, &b), 0);
+		assert_non_null(strstr(b, "\"policy\":\"recency\""));
+		free(b);
+	}
 	/* Usage errors. */
 	{
 		const char *bad[] = { "--gen", "nonesuch", NULL };
