@@ -870,6 +870,33 @@ static int watchdog_timeout_ms(struct manager *m, int timeout_ms)
 	return timeout_ms < 0 || w < timeout_ms ? w : timeout_ms;
 }
 
+/* systemd's one-line STATUS= (systemctl status): refreshed every STATUS_EVERY_USEC when it
+ * changed. */
+#define STATUS_EVERY_USEC 2000000u
+static void status_line(struct manager *m, bool force)
+{
+	char line[256];
+	uint64_t now = now_usec(), tracked = 0;
+	unsigned nseg = 0;
+
+	if (!force && now - m->status_usec < STATUS_EVERY_USEC)
+		return;
+	m->status_usec = now;
+	for (const struct segment *s = m->segments; s; s = s->next, nseg++)
+		tracked += s->size_bytes;
+	snprintf(line, sizeof(line),
+		 "%u client(s), %u segment(s), %.0f MiB tracked, %.0f MiB on the fast tier; policy %s "
+		 "(%s)%s; %" PRIu64 " pages moved",
+		 m->nclients, nseg, (double)tracked / 1048576.0,
+		 (double)m->tier_used[0] / 1048576.0, m->policy ? policy_name(m->policy) : "none",
+		 config_mode_name(m->cfg.mode), m->policy_failed_why[0] ? ", one was disabled" : "",
+		 m->mstats.promoted + m->mstats.demoted);
+	if (strcmp(line, m->status_text)) {
+		snprintf(m->status_text, sizeof(m->status_text), "%s", line);
+		sd_notifyf(0, "STATUS=%s", line);
+	}
+}
+
 static void watchdog_feed(struct manager *m)
 {
 	uint64_t now;
@@ -976,7 +1003,8 @@ int manager_run(struct manager *m)
 
 	if (sd_watchdog_enabled(0, &m->watchdog_usec) <= 0)
 		m->watchdog_usec = 0;
-	sd_notifyf(0, "READY=1\nSTATUS=Serving %s", m->own_socket ? m->cfg.socket_path : "systemd socket");
+	sd_notify(0, "READY=1");
+	status_line(m, true);
 	log_info("tierd ready on %s (epoch %u ms, %u windows/epoch, %u NUMA node(s) in %u tier(s))",
 		 m->own_socket ? m->cfg.socket_path : "the systemd socket", m->cfg.epoch_ms,
 		 m->cfg.max_windows, m->topo.nnodes, m->topo.ntiers);
@@ -1023,6 +1051,7 @@ int manager_run(struct manager *m)
 		manager_batches_poll(m);
 		reap(m);
 		watchdog_feed(m);
+		status_line(m, false);
 	}
 	sd_notify(0, "STOPPING=1");
 	return 0;

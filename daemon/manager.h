@@ -203,6 +203,8 @@ struct manager {
 	FILE *decision_log;
 	uint64_t metrics_written_usec;
 	uint64_t watchdog_usec, watchdog_fed_usec; /* systemd's WatchdogSec (0: none) */
+	uint64_t status_usec;
+	char status_text[256]; /* the last STATUS= sent */
 	int move_err; /* the last move_pages(2) call's own failure (events.c says it) */
 	struct mig_event events_ring[EVENTS_RING];
 	uint64_t events_next;

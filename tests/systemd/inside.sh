@@ -27,6 +27,8 @@ say "socket activation: ok"
 # 2. READY and STATUS.
 status=$(systemctl show -p StatusText --value tierd.service)
 [ -n "$status" ] || fail "no STATUS= text"
+echo "$status" | grep -q "client(s), .* segment(s), .* policy hotness (enforce)" ||
+	fail "STATUS= is not the one-line summary: $status"
 say "STATUS=$status"
 
 # 3. Reload applies a config change (RELOADING=1 ... READY=1 around it).
