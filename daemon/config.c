@@ -50,6 +50,11 @@ void tierd_config_defaults(struct tierd_config *cfg)
 		.rate_limit_mbps = 512,
 		.migrate_every_epochs = 5,
 		.reserve_bytes = 64ull << 20,
+		/* A pass moves for at most 50 ms (the loop serves no fault meanwhile); a batch waits
+		 * at most 200 ms for its zaps (faults on its pages wait that long at most): both far
+		 * below the clients' 2 s hang timeout. */
+		.batch_ms = 50,
+		.batch_wait_ms = 200,
 		.sysfs_root = "/sys",
 		.policy_name = "hotness",
 		.policy_dir = TIERD_POLICY_DIR,
@@ -83,10 +88,13 @@ static const struct key keys[] = {
 	{ "migration", "mode", K_MODE, F(migrate_how), 0, 0, 0 },
 	{ "migration", "rate_limit_mbps", K_U32, F(rate_limit_mbps), 1, 1000000, 0 },
 	{ "migration", "every_epochs", K_U32, F(migrate_every_epochs), 1, 10000, 0 },
-	{ "migration", "fast_budget_mib", K_BYTES, F(fast_budget_bytes), 0, UINT32_MAX - 1, 1 << 20 },
-	{ "migration", "high_watermark", K_FLOAT, F(high_wm), 0.01, 1, 0 },
-	{ "migration", "low_watermark", K_FLOAT, F(low_wm), 0.0, 1, 0 },
-	{ "migration", "reserve_mib", K_BYTES, F(reserve_bytes), 0, UINT32_MAX - 1, 1 << 20 },
+	{ "migration", "batch_ms", K_U32, F(batch_ms), 1, 1000, 0 },
+	{ "migration", "batch_wait_ms", K_U32, F(batch_wait_ms), 10, 1000, 0 },
+	{ "tiers", "fast_budget_mib", K_BYTES, F(fast_budget_bytes), 0, UINT32_MAX - 1, 1 << 20 },
+	{ "tiers", "high_watermark", K_FLOAT, F(high_wm), 0.01, 1, 0 },
+	{ "tiers", "low_watermark", K_FLOAT, F(low_wm), 0.0, 1, 0 },
+	{ "tiers", "reserve_mib", K_BYTES, F(reserve_bytes), 0, UINT32_MAX - 1, 1 << 20 },
+	{ "tiers", "huge_reserve_pages", K_U32, F(huge_reserve_pages), 0, 1 << 20, 0 },
 	{ "policy", "name", K_NAME, F(policy_name), 0, 0, 0 },
 	{ "policy", "module_dir", K_DIR, F(policy_dir), 0, 0, 0 },
 	{ "policy", "mode", K_PMODE, F(mode), 0, 0, 0 },
@@ -333,7 +341,7 @@ const char *config_mode_name(enum tierd_mode mode)
 int config_validate(const struct tierd_config *cfg, char *why, size_t whylen)
 {
 	if (!(cfg->low_wm < cfg->high_wm)) {
-		snprintf(why, whylen, "migration.low_watermark (%g) must be below high_watermark (%g)",
+		snprintf(why, whylen, "tiers.low_watermark (%g) must be below high_watermark (%g)",
 			 (double)cfg->low_wm, (double)cfg->high_wm);
 		return -EINVAL;
 	}

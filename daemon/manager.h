@@ -56,6 +56,9 @@ struct tierd_config {
 	uint32_t rate_limit_mbps;   /* migration rate cap */
 	uint32_t migrate_every_epochs;
 	uint64_t reserve_bytes;     /* free memory per node that migration never consumes */
+	uint32_t huge_reserve_pages; /* free 2 MiB pool pages promotions leave on the fast node */
+	uint32_t batch_ms;          /* time one pass (or a batch's move) may take */
+	uint32_t batch_wait_ms;     /* how long a batch waits for its clients' zaps */
 	enum migrate_how migrate_how; /* zap-then-move, or move mapped pages (MOVE_ALL) */
 	const char *sysfs_root;     /* "/sys" */
 

@@ -187,15 +187,17 @@ static void count(struct manager *m, struct segment **segs, unsigned nsegs)
 	}
 }
 
-/* Time one pass may spend moving pages. The loop serves no fault meanwhile: well under the
- * clients' hang timeout (2 s), and short enough that a fault waits at most this long. */
-#define PASS_BUDGET_USEC 50000u
+/* Time one pass may spend moving pages (migration.batch_ms). The loop serves no fault meanwhile:
+ * well under the clients' hang timeout (2 s), and short enough that a fault waits at most this
+ * long. */
+#define PASS_BUDGET_USEC ((uint64_t)m->cfg.batch_ms * 1000u)
 /* A batch's zap ranges per segment: each is a range in every ZAP and, with per-window
  * registration, a registration (a VMA split) in every client while the batch is out. */
 #define BATCH_MAX_RUNS 512u
-/* How long a batch waits for the clients' zaps before it moves whatever they zapped. Faults on
- * its pages wait this long at most, plus the move: far below the clients' hang timeout. */
-#define BATCH_WAIT_USEC 200000u
+/* How long a batch waits for the clients' zaps before it moves whatever they zapped
+ * (migration.batch_wait_ms). Faults on its pages wait this long at most, plus the move: far
+ * below the clients' hang timeout. */
+#define BATCH_WAIT_USEC ((uint64_t)m->cfg.batch_wait_ms * 1000u)
 /* Passes skipped at most after passes that moved nothing (x migrate_every epochs). */
 #define MAX_BACKOFF_PASSES 16u
 /* Until a move has been timed: what a batch may hold. */
@@ -655,6 +657,38 @@ static int to_candidates(struct manager *m, struct segment **segs, unsigned nseg
 	return 0;
 }
 
+/* tiers.huge_reserve_pages: promotions of huge pages leave that many free pages in the fast
+ * node's 2 MiB pool, for the applications' own new huge pages (a database that restarts needs
+ * its whole buffer pool from the pool). The plan's excess huge promotions are dropped. */
+static void keep_huge_reserve(struct manager *m, struct segment **segs, unsigned nsegs, int fast,
+			      struct tierd_plan *plan)
+{
+	const struct tier_node *n = tiers_node(&m->topo, fast);
+	uint64_t room, kept = 0, dropped = 0;
+	size_t hint = 0, k = 0;
+
+	if (!m->cfg.huge_reserve_pages || !n)
+		return;
+	room = n->huge_free_2m > m->cfg.huge_reserve_pages ? n->huge_free_2m - m->cfg.huge_reserve_pages
+							    : 0;
+	for (size_t i = 0; i < plan->npromote; i++) {
+		size_t si = seg_index(segs, nsegs, plan->promote[i].seg, &hint);
+		bool huge = si < nsegs && segs[si]->page_size == 2u << 20;
+
+		if (huge && kept == room) {
+			dropped++;
+			continue;
+		}
+		kept += huge;
+		plan->promote[k++] = plan->promote[i];
+	}
+	plan->npromote = k;
+	if (dropped)
+		events_skipped(m, "%" PRIu64 " huge page promotion(s) held back: node %d keeps %u free "
+			       "2 MiB pages (tiers.huge_reserve_pages)", dropped, fast,
+			       m->cfg.huge_reserve_pages);
+}
+
 /* A pass's moves: in zap mode, each segment's share becomes a batch (moved once its clients
  * zapped it); in mapped mode, moved now, demotions first. */
 static void pass_execute(struct manager *m, struct segment **segs, unsigned nsegs,
@@ -678,6 +712,7 @@ static void pass_execute(struct manager *m, struct segment **segs, unsigned nseg
 		events_skipped(m, "no node of the fast tier has free memory above the reserve");
 		return;
 	}
+	keep_huge_reserve(m, segs, nsegs, fast, (struct tierd_plan *)plan);
 	if (to_candidates(m, segs, nsegs, plan, &mp) < 0)
 		return;
 	if (m->cfg.migrate_how == MIGRATE_ZAPPED) {

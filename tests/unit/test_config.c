@@ -76,7 +76,7 @@ static void test_values_and_dropins(void **state)
 	(void)state;
 	put("a.conf", "[sampling]\nepoch_ms = 50 ; inline comment\nhot_threshold = 0.5\n"
 		      "[migration]\nmode = mapped\nrate_limit_mbps = 100\nenabled = off\n"
-		      "fast_budget_mib = 6\n[clients]\nallow_users = 0, 4243\n");
+		      "[tiers]\nfast_budget_mib = 6\n[clients]\nallow_users = 0, 4243\n");
 	{
 		char d2[160];
 
@@ -84,7 +84,7 @@ static void test_values_and_dropins(void **state)
 		assert_int_equal(mkdir(d2, 0755), 0);
 	}
 	put("a.conf.d/20-later.conf", "[migration]\nrate_limit_mbps = 300\n");
-	put("a.conf.d/10-first.conf", "[migration]\nrate_limit_mbps = 200\nreserve_mib = 8\n");
+	put("a.conf.d/10-first.conf", "[migration]\nrate_limit_mbps = 200\n[tiers]\nreserve_mib = 8\n");
 	put("a.conf.d/README", "not a config\n");
 	assert_int_equal(load("a.conf", &c, err, sizeof(err)), 0);
 	assert_int_equal(c.epoch_ms, 50);
@@ -140,7 +140,7 @@ static void test_errors_name_file_line_and_key(void **state)
 	expect_error("[migration]\nenabled = maybe\n", "'maybe' is not yes or no");
 	expect_error("[migration]\nrate_limit_mbps = 5\nrate_limit_mbps = 6\n",
 		     "bad.conf:3: migration.rate_limit_mbps: set twice");
-	expect_error("[migration]\nlow_watermark = 0.9\nhigh_watermark = 0.8\n", "must be below");
+	expect_error("[tiers]\nlow_watermark = 0.9\nhigh_watermark = 0.8\n", "must be below");
 	expect_error("[daemon]\nsocket = relative.sock\n", "not an absolute path");
 	expect_error("[clients]\nallow_users = root, no-such-user-here\n", "no user 'no-such-user-here'");
 	expect_error("[sampling]\nepoch_ms\n", "bad.conf:2: not a [section]");
