@@ -769,20 +769,18 @@ static int query_open(const char *path)
 	return sock;
 }
 
-int tier_segment_heat(struct tier_segment *seg, uint8_t *bitmap, uint64_t npages, uint64_t *faults)
+int tier_heat_query(const char *socket_path, uint32_t segment_id, uint8_t *bitmap, uint64_t npages,
+		    uint64_t *faults)
 {
 	static __thread uint8_t buf[TIERD_MSG_MAX_BYTES];
 	const struct tierd_msg_heat_reply *rep = (const void *)buf;
-	uint32_t segment_id;
+	const char *env = getenv("TIERD_SOCKET");
 	uint64_t page = 0;
 	int sock, r = 0;
 
-	pthread_mutex_lock(&seg->lock);
-	segment_id = seg->info.state == TIER_STATE_TRACKED ? seg->info.segment_id : 0;
-	pthread_mutex_unlock(&seg->lock);
-	if (!segment_id)
-		return -ENOTCONN;
-	sock = query_open(seg->socket_path);
+	if (!socket_path)
+		socket_path = env && *env ? env : TIERD_DEFAULT_SOCKET;
+	sock = query_open(socket_path);
 	if (sock < 0)
 		return sock;
 	memset(bitmap, 0, (npages + 7) / 8);
@@ -819,6 +817,18 @@ int tier_segment_heat(struct tier_segment *seg, uint8_t *bitmap, uint64_t npages
 	}
 	close(sock);
 	return r;
+}
+
+int tier_segment_heat(struct tier_segment *seg, uint8_t *bitmap, uint64_t npages, uint64_t *faults)
+{
+	uint32_t segment_id;
+
+	pthread_mutex_lock(&seg->lock);
+	segment_id = seg->info.state == TIER_STATE_TRACKED ? seg->info.segment_id : 0;
+	pthread_mutex_unlock(&seg->lock);
+	if (!segment_id)
+		return -ENOTCONN;
+	return tier_heat_query(seg->socket_path, segment_id, bitmap, npages, faults);
 }
 
 void tier_segment_destroy(struct tier_segment *seg)

@@ -18,6 +18,8 @@
  *   release --all                     every client lets go of its memory now (root)
  *   config                            the configuration in force
  *   diagnose                          one JSON document for a bug report
+ *   heatmap SEG [--interval S] [--count N] [--svg FILE]
+ *                                     hot pages over time: page offset x time
  * Human tables by default; --json prints tierd's documents (raw integers, documented in
  * man/tierctl.8). Exit status: 0 done, 1 tierd refused or cannot be reached (the reason on
  * stderr), 2 usage.
@@ -54,7 +56,8 @@ static int usage(void)
 		"  status | tiers | segments | clients | top [--interval S] [--count N]\n"
 		"  policy [set NAME [KEY=VALUE...]] | record FILE [--max-mib N] | stop | metrics\n"
 		"  events [--count N] | migrations | mode enforce|advise|observe | pause | resume\n"
-		"  release --all | config | diagnose\n");
+		"  release --all | config | diagnose\n"
+		"  heatmap SEG [--interval S] [--count N] [--svg FILE]\n");
 	return 2;
 }
 
@@ -562,12 +565,135 @@ static int cmd_diagnose(void)
 	return 0;
 }
 
+/* Width of the heat map in columns: each is a slice of the segment's pages. */
+#define HEAT_COLS 64
+
+/* Share of hot pages in each of `cols` slices of the bitmap. */
+static void heat_row(const uint8_t *bits, uint64_t npages, double *row, unsigned cols)
+{
+	for (unsigned c = 0; c < cols; c++) {
+		uint64_t a = npages * c / cols, b = npages * (c + 1) / cols, hot = 0;
+
+		for (uint64_t p = a; p < b; p++)
+			hot += (bits[p >> 3] >> (p & 7)) & 1;
+		row[c] = b > a ? (double)hot / (double)(b - a) : 0;
+	}
+}
+
+static void write_svg(FILE *f, int64_t seg, uint64_t npages, const double *rows, long nrows,
+		      double interval)
+{
+	const int cw = 10, rh = 12, left = 60, top = 30;
+	int w = left + HEAT_COLS * cw + 20, h = top + (int)nrows * rh + 40;
+
+	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+		   "font-family=\"sans-serif\" font-size=\"11\">\n", w, h);
+	fprintf(f, "<text x=\"%d\" y=\"18\">tierd segment %lld: share of hot pages, page offset "
+		   "(x, %llu pages) over time (y, every %.1f s)</text>\n", left, (long long)seg,
+		(unsigned long long)npages, interval);
+	for (long r = 0; r < nrows; r++) {
+		fprintf(f, "<text x=\"4\" y=\"%d\">%.1f s</text>\n", top + (int)r * rh + rh - 2,
+			(double)r * interval);
+		for (int c = 0; c < HEAT_COLS; c++) {
+			double v = rows[r * HEAT_COLS + c];
+			/* White (cold) to red (every page of the slice hot). */
+			int g = (int)(255 * (1 - v));
+
+			fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" "
+				   "fill=\"rgb(255,%d,%d)\"><title>pages %llu-%llu: %.0f%% hot</title></rect>\n",
+				left + c * cw, top + (int)r * rh, cw, rh, g, g,
+				(unsigned long long)(npages * (uint64_t)c / HEAT_COLS),
+				(unsigned long long)(npages * (uint64_t)(c + 1) / HEAT_COLS), v * 100);
+		}
+	}
+	fprintf(f, "<text x=\"%d\" y=\"%d\">page 0</text>\n", left, top + (int)nrows * rh + 14);
+	fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">page %llu</text>\n",
+		left + HEAT_COLS * cw, top + (int)nrows * rh + 14, (unsigned long long)npages);
+	fprintf(f, "</svg>\n");
+}
+
+/* Hot pages of a segment over time: a terminal view (one row per look, shaded), JSON Lines, or an
+ * SVG of page offset x time. */
+static int cmd_heatmap(const char *segarg, double interval, long count, const char *svg)
+{
+	static const char shades[] = " .:-=+*#%@";
+	struct json_object *st = fetch_status(), *segs;
+	struct timespec ts = { (time_t)interval, (long)((interval - (time_t)interval) * 1e9) };
+	int64_t id = strtoll(segarg, NULL, 10), npages = -1;
+	double *rows;
+	uint8_t *bits;
+	long n = count > 0 ? count : (svg ? 20 : 0);
+
+	if (!st)
+		return 1;
+	segs = get(st, "segments");
+	for (size_t i = 0; segs && i < json_object_array_length(segs); i++)
+		if (num(json_object_array_get_idx(segs, i), "id") == id)
+			npages = num(json_object_array_get_idx(segs, i), "pages");
+	json_object_put(st);
+	if (npages <= 0) {
+		fprintf(stderr, "tierctl: tierd tracks no segment %s (tierctl segments lists them)\n", segarg);
+		return 1;
+	}
+	bits = malloc(((size_t)npages + 7) / 8);
+	rows = calloc((size_t)(n ? n : 1), HEAT_COLS * sizeof(*rows));
+	if (!bits || !rows)
+		return 1;
+	if (!json && !svg)
+		printf("segment %lld, %lld pages; each column %lld pages; shade = share hot (' ' none .. '@' all)\n",
+		       (long long)id, (long long)npages, (long long)(npages + HEAT_COLS - 1) / HEAT_COLS);
+	for (long k = 0; n == 0 || k < n; k++) {
+		double *row = rows + (n ? k : 0) * HEAT_COLS;
+		int r = tier_heat_query(socket_path, (uint32_t)id, bits, (uint64_t)npages, NULL);
+
+		if (r < 0) {
+			fprintf(stderr, "tierctl: heat of segment %lld: %s\n", (long long)id, strerror(-r));
+			free(bits);
+			free(rows);
+			return 1;
+		}
+		heat_row(bits, (uint64_t)npages, row, HEAT_COLS);
+		if (json) {
+			printf("{\"t_s\":%.1f,\"seg\":%lld,\"pages\":%lld,\"hot_share\":[", (double)k * interval,
+			       (long long)id, (long long)npages);
+			for (int c = 0; c < HEAT_COLS; c++)
+				printf("%s%.3f", c ? "," : "", row[c]);
+			printf("]}\n");
+		} else if (!svg) {
+			printf("%7.1fs |", (double)k * interval);
+			for (int c = 0; c < HEAT_COLS; c++)
+				putchar(shades[(int)(row[c] * 9 + 0.5)]);
+			printf("|\n");
+		}
+		fflush(stdout);
+		if (n == 0 || k + 1 < n)
+			nanosleep(&ts, NULL);
+	}
+	if (svg) {
+		FILE *f = fopen(svg, "we");
+
+		if (!f) {
+			fprintf(stderr, "tierctl: %s: %s\n", svg, strerror(errno));
+			free(bits);
+			free(rows);
+			return 1;
+		}
+		write_svg(f, id, (uint64_t)npages, rows, n, interval);
+		fclose(f);
+	}
+	free(bits);
+	free(rows);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "socket", 1, NULL, 's' },   { "json", 0, NULL, 'j' },
 					      { "max-mib", 1, NULL, 'm' },  { "interval", 1, NULL, 'i' },
 					      { "count", 1, NULL, 'c' },    { "help", 0, NULL, 'h' },
-					      { "all", 0, NULL, 'a' },      {} };
+					      { "all", 0, NULL, 'a' },      { "svg", 1, NULL, 'g' },
+					      {} };
+	const char *svg = NULL;
 	int all = 0;
 	unsigned long max_mib = 256;
 	double interval = 1.0;
@@ -607,6 +733,9 @@ int main(int argc, char **argv)
 			case 'a':
 				all = 1;
 				break;
+			case 'g':
+				svg = optarg;
+				break;
 			case 'h':
 				usage();
 				return 0;
@@ -641,6 +770,8 @@ int main(int argc, char **argv)
 		return argc == 0 ? control(TIERD_CTL_METRICS, 0, NULL, 0, -1) : usage();
 	if (!strcmp(cmd, "top"))
 		return argc == 0 ? cmd_top(interval, count) : usage();
+	if (!strcmp(cmd, "heatmap"))
+		return argc == 1 ? cmd_heatmap(argv[0], interval, count, svg) : usage();
 	if (!strcmp(cmd, "events"))
 		return argc == 0 ? cmd_events(count) : usage();
 	if (!strcmp(cmd, "migrations"))

@@ -88,6 +88,12 @@ int tier_segment_wait_tracked(struct tier_segment *seg, unsigned timeout_ms);
  */
 int tier_segment_heat(struct tier_segment *seg, uint8_t *bitmap, uint64_t npages, uint64_t *faults);
 
+/* The same for any segment tierd tracks, by its id (tierctl status lists them); the asker must be
+ * root or share the uid of a process attached to it. socket_path NULL: $TIERD_SOCKET or the
+ * default. */
+int tier_heat_query(const char *socket_path, uint32_t segment_id, uint8_t *bitmap, uint64_t npages,
+		    uint64_t *faults);
+
 /* Detaches (tierd releases everything), unmaps and closes. NULL-safe. */
 void tier_segment_destroy(struct tier_segment *seg);
 

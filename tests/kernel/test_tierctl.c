@@ -121,6 +121,32 @@ static void test_tierctl(void **state)
 		json_object_put(o);
 	}
 
+	/* heatmap: JSON Lines of 64 shares, an SVG, and the terminal view. */
+	{
+		char svg[512], idbuf[32];
+		const char *segid;
+
+		assert_int_equal(tierctl("--json", "segments", NULL, NULL), 0);
+		o = parsed();
+		snprintf(idbuf, sizeof(idbuf), "%lld",
+			 (long long)json_object_get_int64(get(json_object_array_get_idx(o, 0), "id")));
+		json_object_put(o);
+		segid = idbuf;
+		assert_int_equal(tierctl("--json", "heatmap", segid, "--count=1"), 0);
+		o = parsed();
+		assert_int_equal(json_object_array_length(get(o, "hot_share")), 64);
+		assert_int_equal(json_object_get_int64(get(o, "pages")), 2048);
+		json_object_put(o);
+		snprintf(svg, sizeof(svg), "--svg=%s/heat.svg", harness_dir());
+		assert_int_equal(tierctl("heatmap", segid, "--count=2", svg), 0);
+		read_text(svg + 6, out, sizeof(out));
+		assert_true(!strncmp(out, "<svg", 4) && strstr(out, "<rect") && strstr(out, "</svg>"));
+		assert_int_equal(tierctl("heatmap", segid, "--count=2", "--interval=0.1"), 0);
+		assert_non_null(strstr(out, "2048 pages; each column 32 pages"));
+		assert_int_equal(tierctl("heatmap", "999999", "--count=1", NULL), 1);
+		assert_non_null(strstr(out, "tracks no segment 999999"));
+	}
+
 	/* The human views say the same things. */
 	assert_int_equal(tierctl("status", NULL, NULL, NULL), 0);
 	assert_non_null(strstr(out, "policy hotness"));
