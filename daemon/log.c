@@ -89,7 +89,7 @@ int ratelimit_below(struct ratelimit *rl, uint64_t interval_usec, unsigned burst
 static int journal_send(int level, int error, const char *file, int line, const char *func,
 			const char *msg)
 {
-	static char m[1100];
+	static char m[4200];
 	char f[8][128];
 	struct iovec iov[10];
 	int n = 0;
@@ -128,7 +128,7 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 	static const char *const names[] = { "emerg", "alert", "crit", "error",
 					     "warning", "notice", "info", "debug" };
 	int saved = errno;
-	char msg[1024];
+	char msg[4096];
 	va_list ap;
 
 	error = abs(error);

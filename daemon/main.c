@@ -342,6 +342,31 @@ static int reload(struct tierd_config *cfg)
 	return load_config(saved_argc, saved_argv, cfg, &a) ? -EINVAL : 0;
 }
 
+/* The configuration in force, logged at start in one line of section.key=value. */
+static void log_effective_config(const struct tierd_config *cfg)
+{
+	char *text = NULL, line[4096] = "", section[64] = "";
+	size_t len = 0, used = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return;
+	config_dump(cfg, f);
+	fclose(f);
+	for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char key[64], value[256];
+
+		if (sscanf(l, "[%63[^]]]", section) == 1)
+			continue;
+		value[0] = '\0';
+		if (sscanf(l, "%63s = %255[^\n]", key, value) >= 1 && used < sizeof(line))
+			used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%s.%s=%s",
+						 used ? " " : "", section, key, value);
+	}
+	free(text);
+	log_info("Configuration: %s", line);
+}
+
 /* The configured policy, and this run's decision log and recording. */
 static int start_policy(struct manager *m)
 {
@@ -417,6 +442,7 @@ int main(int argc, char **argv)
 	if (r < 0)
 		return 1;
 	m->reload = reload;
+	log_effective_config(&m->cfg);
 	r = start_policy(m);
 	if (r < 0) {
 		manager_free(m);
