@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -125,11 +126,76 @@ static void test_hugetlb_promote_follow_demote(void **state)
 	vm_pools_restore();
 }
 
+/* tiers.huge_reserve_pages: huge page promotions leave that many free pages in the fast node's
+ * pool. With room for exactly one, a hot set of two huge pages gets one page on the fast node,
+ * never two, the pool keeps its reserve, and tierctl events says why the other stayed. */
+static void test_huge_reserve(void **state)
+{
+	char rsock[160], conf[160], line[640], out[160];
+	struct tier_options o = { .kind = TIER_HUGETLB, .size = 16u << 20, .socket_path = rsock,
+				  .name = "reserve" };
+	struct tier_segment *seg;
+	struct vm_work w;
+	long free0, reserve;
+	double share;
+	pid_t d;
+	FILE *f;
+
+	(void)state;
+	if (tierd <= 0)
+		skip();
+	vm_pool_save(0);
+	if (vm_pool_reserve(slow_node, 8) < 0 || vm_pool_reserve(0, 2) < 0) {
+		vm_pools_restore();
+		skip();
+	}
+	free0 = vm_node_hugepages(0, true);
+	reserve = free0 - 1; /* room for one promotion */
+	snprintf(rsock, sizeof(rsock), "%s/reserve.sock", harness_dir());
+	snprintf(conf, sizeof(conf), "%s/reserve.conf", harness_dir());
+	f = fopen(conf, "we");
+	assert_non_null(f);
+	fprintf(f, "[tiers]\nhuge_reserve_pages = %ld\nfast_budget_mib = 64\nreserve_mib = 16\n", reserve);
+	fclose(f);
+	d = daemon_start(rsock, "--config", conf, "--epoch-ms", "50", "--migrate-every", "2", NULL);
+	assert_true(d > 0);
+	assert_int_equal(tier_segment_create(&o, &seg), 0);
+	vm_work_place(&w, tier_segment_addr(seg), tier_segment_memfd(seg), tier_segment_page_size(seg),
+		      8, slow_node);
+	assert_int_equal(tier_segment_wait_tracked(seg, 10000), 0);
+	vm_work_hot(&w, 2, 4); /* two hot huge pages */
+	share = vm_wait_share(&w, 2, 4, 0, 0.5, CONVERGE_MS, NULL);
+	msleep(3000); /* passes go on: the second page must stay */
+	share = vm_share_on(w.fd, w.page_size, 2, 4, 0);
+	print_message("node 0: %ld free huge pages before, reserve %ld, %ld free now; hot set on node 0 "
+		      "%.2f\n", free0, reserve, vm_node_hugepages(0, true), share);
+	assert_true(share >= 0.5 && share <= 0.5);
+	assert_true(vm_node_hugepages(0, true) >= reserve);
+	assert_int_equal(vm_work_stop(&w), 0);
+	vm_work_verify(&w);
+	vm_work_free(&w);
+	snprintf(out, sizeof(out), "%s/reserve.events", harness_dir());
+	snprintf(line, sizeof(line), "%s --socket %s events --count 1000 >%s", harness_bin("tierctl"),
+		 rsock, out);
+	assert_int_equal(system(line), 0);
+	{
+		static char text[1 << 18];
+
+		read_text(out, text, sizeof(text));
+		assert_non_null(strstr(text, "tiers.huge_reserve_pages"));
+	}
+	tier_segment_destroy(seg);
+	status_wait_no_segments(rsock, 10000);
+	daemon_stop(d);
+	vm_pools_restore();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shmem_promote_follow_demote),
 		cmocka_unit_test(test_hugetlb_promote_follow_demote),
+		cmocka_unit_test(test_huge_reserve),
 	};
 
 	return cmocka_run_group_tests_name("migration across NUMA nodes", tests, group_setup,
