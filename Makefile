@@ -136,6 +136,29 @@ check-man: $(MAN_PAGES)
 		if [ -n "$$out" ]; then echo "$$out"; rc=1; fi; \
 	done; exit $$rc
 
+# Fuzz targets (tests/fuzz/fuzz_NAME.c, docs/fuzzing.md), built twice: here as a replay of the
+# committed corpus tests/fuzz/corpus/NAME/ (replay.c's main, the normal compiler and flags, run by
+# make check); by `make fuzz` with clang's libFuzzer (below).
+FUZZ_TARGETS := config proto trace
+FUZZ_REPLAY  := $(patsubst %,$(BUILD)/tests/fuzz/fuzz_%,$(FUZZ_TARGETS))
+# The code under test, per target.
+FUZZ_SRC_config := daemon/config.c
+FUZZ_SRC_proto  := lib/proto.c
+FUZZ_SRC_trace  := policy/trace.c
+
+$(BUILD)/obj/tests/fuzz/replay-%.o: tests/fuzz/replay.c
+	$(call say,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -DFUZZ_CORPUS='"tests/fuzz/corpus/$*"' -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/fuzz/fuzz_config: $(call obj,$(FUZZ_SRC_config))
+$(BUILD)/tests/fuzz/fuzz_proto: $(call obj,$(FUZZ_SRC_proto))
+$(BUILD)/tests/fuzz/fuzz_trace: $(call obj,$(FUZZ_SRC_trace))
+$(BUILD)/tests/fuzz/fuzz_%: $(call obj,tests/fuzz/fuzz_%.c) $(BUILD)/obj/tests/fuzz/replay-%.o
+	$(call say,LINK,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -linih
+
 # Unit tests link the daemon's pure modules directly.
 UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c daemon/migrate.c daemon/tiers.c \
 	daemon/config.c daemon/syscheck.c $(POLICY_SRC) $(SIM_SRC) $(COMMON_SRC))
@@ -184,8 +207,9 @@ $(BUILD)/tests/policy/%.so: tests/policy/%.c include/tierd/policy.h
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -shared -o $@ $< $(LDFLAGS)
 
-check: all check-man check-install $(UNIT_TESTS) $(KERNEL_TESTS) $(TEST_HELPERS) $(TEST_MODULES)
-	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(KERNEL_TESTS)
+check: all check-man check-install $(UNIT_TESTS) $(FUZZ_REPLAY) $(KERNEL_TESTS) $(TEST_HELPERS) \
+		$(TEST_MODULES)
+	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAY) $(KERNEL_TESTS)
 ifeq ($(SANITIZE),0)
 	$(CHECK_SYSTEMD)
 endif
@@ -197,8 +221,8 @@ check-install: all
 check-systemd: all $(TEST_HELPERS)
 	$(CHECK_SYSTEMD)
 
-check-unit: $(UNIT_TESTS) $(TEST_MODULES)
-	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS)
+check-unit: $(UNIT_TESTS) $(FUZZ_REPLAY) $(TEST_MODULES)
+	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAY)
 
 check-kernel: all $(KERNEL_TESTS) $(TEST_HELPERS) $(TEST_MODULES)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(KERNEL_TESTS)
@@ -228,6 +252,44 @@ demo: all
 
 bench: all
 	$(Q)BUILD=$(BUILD) tools/bench.sh
+
+# libFuzzer runs (clang only here; make check needs no clang). Each target runs FUZZ_SECONDS on
+# its corpus, finds go to build/fuzz/found-NAME/, then a near-minimal set of those that reach new
+# code (edges, not hit counts) is merged into tests/fuzz/corpus/NAME/ (commit them); a crash is saved as build/fuzz/artifacts-NAME/crash-*
+# and fails the run. make -j2 fuzz runs two at a time. Inputs stay small (FUZZ_MAX_LEN) so the
+# corpus stays reviewable.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 4096
+FUZZ_CFLAGS  := -g -O1 -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+		-Wmissing-prototypes -Wno-missing-field-initializers -D_GNU_SOURCE \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_BINS    := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+.PHONY: fuzz fuzz-build $(addprefix fuzz-,$(FUZZ_TARGETS))
+fuzz: $(addprefix fuzz-,$(FUZZ_TARGETS))
+fuzz-build: $(FUZZ_BINS)
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wildcard include/tierd/*.h lib/*.h daemon/*.h policy/*.h) \
+		daemon/config.c lib/proto.c policy/trace.c
+	$(call say,FUZZCC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) -linih
+
+# The generated seeds (tests/fuzz/gen-seeds.c), rewritten in place; run once and committed.
+.PHONY: fuzz-seeds
+fuzz-seeds: $(BUILD)/tests/fuzz/gen-seeds
+	$(Q)$< tests/fuzz/corpus/proto tests/fuzz/corpus/trace
+$(BUILD)/tests/fuzz/gen-seeds: $(call obj,tests/fuzz/gen-seeds.c lib/proto.c policy/trace.c)
+	$(call say,LINK,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^
+
+$(addprefix fuzz-,$(FUZZ_TARGETS)): fuzz-%: build/fuzz/fuzz_%
+	$(Q)mkdir -p build/fuzz/found-$* build/fuzz/artifacts-$*
+	$(Q)$< -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 -print_final_stats=1 \
+		-artifact_prefix=build/fuzz/artifacts-$*/ build/fuzz/found-$* tests/fuzz/corpus/$*
+	$(Q)$< -set_cover_merge=1 -use_counters=0 -max_len=$(FUZZ_MAX_LEN) tests/fuzz/corpus/$* build/fuzz/found-$* \
+		2>build/fuzz/merge-$*.log && tail -1 build/fuzz/merge-$*.log
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/tierd
@@ -262,5 +324,6 @@ clean:
 help:
 	@sed -n '2,5p' Makefile | sed 's/^# //'
 	@echo "  SANITIZE=1 builds and tests under ASan/UBSan in build/san/; V=1 shows commands."
+	@echo "  make fuzz       libFuzzer (clang) on each target for FUZZ_SECONDS (60); docs/fuzzing.md"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -2,16 +2,20 @@
 /* Configuration keys, their defaults, and reading them from INI files with libinih. */
 #include "config.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <ini.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef TIERD_POLICY_DIR
 /* Where policy modules are looked up (policy.module_dir). Fixed, so that config/tierd.conf
@@ -64,6 +68,16 @@ void tierd_config_defaults(struct tierd_config *cfg)
 	snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", TIERD_DEFAULT_SOCKET);
 }
 
+
+/* The longest line libinih reads whole (its buffer, less the newline and the NUL). Every value
+ * config_set() accepts must fit on one such line as config_dump() prints it, "key = value", so
+ * that what tierd --check-config prints reads back: a file's line may be "key=value", two bytes
+ * shorter, and a list of names or numbers prints as numbers. */
+#define LINE_MAX_BYTES (INI_MAX_LINE - 2)
+/* libinih keeps the current section in 50 bytes and cuts a longer name without a word
+ * (MAX_SECTION in its ini.c; ini.h does not export it). A longer header is refused instead: cut,
+ * [policy.NAME] would silently give its keys to another name. */
+#define INI_SECTION_MAX 50
 
 enum key_type { K_U32, K_BYTES, K_FLOAT, K_BOOL, K_PATH, K_MODE, K_REG, K_USERS, K_GROUPS, K_NAME,
 		K_DIR, K_FILE, K_PMODE };
@@ -141,6 +155,8 @@ static int parse_number(const char *v, double min, double max, bool integer, dou
 static int parse_ids(const char *v, bool users, uint32_t *ids, unsigned *n, char *why, size_t whylen)
 {
 	char buf[512], *save = NULL;
+	/* config_dump() prints "allow_users = 0, 1000": the key, then the list as numbers. */
+	size_t printed = strlen(users ? "allow_users" : "allow_groups") + strlen(" = ");
 	unsigned k = 0;
 
 	if (strlen(v) >= sizeof(buf)) {
@@ -174,6 +190,12 @@ static int parse_ids(const char *v, bool users, uint32_t *ids, unsigned *n, char
 			}
 			ids[k++] = gr->gr_gid;
 		}
+		printed += (size_t)snprintf(NULL, 0, "%s%" PRIu32, k > 1 ? ", " : "", ids[k - 1]);
+	}
+	if (printed > LINE_MAX_BYTES) {
+		snprintf(why, whylen, "the list prints as %zu bytes, more than a line holds (%d): "
+			 "use fewer entries, or a group", printed, LINE_MAX_BYTES);
+		return -EINVAL;
 	}
 	*n = k;
 	return 0;
@@ -193,6 +215,9 @@ static bool parse_bool(const char *v, bool *out)
 	return false;
 }
 
+_Static_assert(INI_SECTION_MAX - sizeof("policy.") < sizeof(((struct tierd_policy_kv *)0)->policy),
+	       "a [policy.NAME] libinih keeps whole fits in tierd_policy_kv");
+
 /* [policy.NAME] key = value: kept as text; the policy itself checks them when it starts (tierd
  * --check-config starts it), since only it knows its parameters. */
 static int set_policy_param(struct tierd_config *cfg, const char *policy, const char *name,
@@ -200,10 +225,18 @@ static int set_policy_param(struct tierd_config *cfg, const char *policy, const 
 {
 	struct tierd_policy_kv *kv = NULL;
 
-	if (!policy[0] || strlen(policy) >= sizeof(kv->policy) || strlen(name) >= sizeof(kv->key) ||
-	    strlen(value) >= sizeof(kv->value)) {
+	/* An empty key ("= 5") would be printed by config_dump() as an indented line, which
+	 * reads back as a continuation: refused like any nameless key. */
+	if (!name[0]) {
+		snprintf(why, whylen, "a policy parameter needs a name");
+		return -EINVAL;
+	}
+	/* The policy's name is also kept by libinih as part of [policy.NAME]: no longer than that. */
+	if (!policy[0] || strlen("policy.") + strlen(policy) >= INI_SECTION_MAX ||
+	    strlen(name) >= sizeof(kv->key) || strlen(value) >= sizeof(kv->value)) {
 		snprintf(why, whylen, "policy name, key or value too long (%zu, %zu, %zu bytes at most)",
-			 sizeof(kv->policy) - 1, sizeof(kv->key) - 1, sizeof(kv->value) - 1);
+			 INI_SECTION_MAX - 1 - strlen("policy."), sizeof(kv->key) - 1,
+			 sizeof(kv->value) - 1);
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < cfg->n_policy_params && !kv; i++)
@@ -222,6 +255,14 @@ static int set_policy_param(struct tierd_config *cfg, const char *policy, const 
 	return 0;
 }
 
+/* Copies a text value whose length the caller checked against the field. Not snprintf: after the
+ * line-length check GCC sees a bound on the value's length (not the field's check) and, at some
+ * optimisation levels, warns that the copy may be cut. */
+static void set_text(char *field, const char *value)
+{
+	memcpy(field, value, strlen(value) + 1);
+}
+
 int config_set(struct tierd_config *cfg, const char *section, const char *name, const char *value,
 	       char *why, size_t whylen)
 {
@@ -231,11 +272,23 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 	bool b;
 	int r;
 
+	/* "key =;x" gives the value ";x", but config_dump() writes "key = ;x", where " ;" starts a
+	 * comment: such a value could not be read back. Nothing legitimate starts with ';'. */
+	if (value[0] == ';') {
+		snprintf(why, whylen, "'%s' starts with ';', which after a space starts a comment", value);
+		return -EINVAL;
+	}
 	if (!strncmp(section, "policy.", 7))
 		return set_policy_param(cfg, section + 7, name, value, why, whylen);
 	if (!k) {
 		snprintf(why, whylen, "unknown key (config/tierd.conf lists every key)");
 		return -ENOENT;
+	}
+	/* The command line has no line length; a file's "key=value" is two bytes shorter. */
+	if (strlen(name) + strlen(" = ") + strlen(value) > LINE_MAX_BYTES) {
+		snprintf(why, whylen, "'%.32s...' is too long: \"%s = value\" must fit in a line (%d bytes)",
+			 value, name, LINE_MAX_BYTES);
+		return -EINVAL;
 	}
 	switch (k->type) {
 	case K_U32:
@@ -271,7 +324,7 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 				 sizeof(cfg->socket_path));
 			return -EINVAL;
 		}
-		snprintf(p, sizeof(cfg->socket_path), "%s", value);
+		set_text(p, value);
 		return 0;
 	case K_MODE:
 		if (strcmp(value, "zap") && strcmp(value, "mapped")) {
@@ -299,7 +352,7 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 				 "than %zu bytes", value, sizeof(cfg->policy_name));
 			return -EINVAL;
 		}
-		snprintf(p, sizeof(cfg->policy_name), "%s", value);
+		set_text(p, value);
 		return 0;
 	case K_PMODE: {
 		static const char *const names[] = { "enforce", "advise", "observe" };
@@ -319,7 +372,7 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 				 value, sizeof(cfg->metrics_textfile));
 			return -EINVAL;
 		}
-		snprintf(p, sizeof(cfg->metrics_textfile), "%s", value);
+		set_text(p, value);
 		return 0;
 	case K_DIR:
 		if (value[0] != '/' || strlen(value) >= sizeof(cfg->policy_dir)) {
@@ -327,7 +380,7 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 				 sizeof(cfg->policy_dir));
 			return -EINVAL;
 		}
-		snprintf(p, sizeof(cfg->policy_dir), "%s", value);
+		set_text(p, value);
 		return 0;
 	}
 	return -EINVAL;
@@ -350,111 +403,289 @@ int config_validate(const struct tierd_config *cfg, char *why, size_t whylen)
 
 /* ---- files ------------------------------------------------------------------------------------ */
 
+/* A valid file has at most 6 sections and 24 keys of the table plus TIERD_MAX_POLICY_PARAMS
+ * policy parameters (each maybe in its own [policy.NAME]); a file with more is refused rather
+ * than checked for duplicates only partly. */
+#define MAX_SECTIONS_SEEN 64
 #define MAX_KEYS_SEEN 64
+/* A configuration is a few KiB: a file this large is a mistake (a log, a device), not read. */
+#define CONFIG_MAX_BYTES (1u << 20)
 
-struct reader {
-	FILE *f;
-	const char *path;
-	unsigned line;
-	bool too_long;
-};
-
+/*
+ * One file's parse. libinih reads it line by line through read_line() and calls on_key() for each
+ * key. Debian's libinih calls back for keys only (its build has no INI_CALL_HANDLER_ON_NEW_SECTION
+ * and numbers no lines), so read_line() also classifies each line as libinih will — blank or
+ * comment, continuation of the last value, [section] header, or its business (key or syntax
+ * error) — to number lines and to see section headers; on_key() checks that libinih put each key
+ * in the section this mirror says.
+ */
 struct parse {
-	struct reader rd;
+	const char *name;       /* the file, for messages */
+	const char *next, *end; /* text not handed to libinih yet */
+	unsigned line;          /* lines handed out: the one libinih is working on */
+	char section[INI_SECTION_MAX];
+	bool name_set;          /* the last key had a name: libinih continues it on an indented line */
+	bool continuation;      /* the current line is such a continuation */
+
 	struct tierd_config *cfg;
 	char *err;
 	size_t errlen;
-	bool failed;
-	unsigned nseen;
-	char seen[MAX_KEYS_SEEN][64];
+	unsigned fail_line;     /* the first error this code found (libinih counts its own), or 0 */
+
+	unsigned nsections;
+	struct {
+		char name[INI_SECTION_MAX];
+		unsigned line;
+	} sections[MAX_SECTIONS_SEEN];
+	unsigned nkeys;
+	struct {
+		char section[INI_SECTION_MAX];
+		char name[INI_MAX_LINE];
+	} keys[MAX_KEYS_SEEN];
 };
 
-/* libinih's reader: one line per call, counted (Debian's build reports no line numbers), and a
- * line longer than libinih's buffer is an error instead of being split into two lines. */
+/* Records the first error (a later one is a consequence or just noise). Returns 0, libinih's
+ * "stop" for the handler. */
+static int __attribute__((format(printf, 2, 3))) fail(struct parse *ps, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (ps->fail_line)
+		return 0;
+	ps->fail_line = ps->line;
+	n = snprintf(ps->err, ps->errlen, "%s:%u: ", ps->name, ps->line);
+	if (n >= 0 && (size_t)n < ps->errlen) {
+		va_start(ap, fmt);
+		vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	return 0;
+}
+
+/* A [section] header: libinih will make `name` the current section. Refuses a name libinih would
+ * cut, and a header this file already had (a drop-in may repeat the main file's sections: that is
+ * what drop-ins are for; one file saying [migration] twice is an edit gone wrong). */
+static int on_section(struct parse *ps, const char *name, size_t len)
+{
+	if (len >= INI_SECTION_MAX)
+		return fail(ps, "[%.*s...] section name longer than %d bytes", INI_SECTION_MAX - 1, name,
+			    INI_SECTION_MAX - 1);
+	memcpy(ps->section, name, len);
+	ps->section[len] = '\0';
+	for (unsigned i = 0; i < ps->nsections; i++)
+		if (strcmp(ps->sections[i].name, ps->section) == 0)
+			return fail(ps, "[%s] appears twice in this file (first at line %u)", ps->section,
+				    ps->sections[i].line);
+	if (ps->nsections == MAX_SECTIONS_SEEN)
+		return fail(ps, "more than %d sections in one file", MAX_SECTIONS_SEEN);
+	snprintf(ps->sections[ps->nsections].name, INI_SECTION_MAX, "%s", ps->section);
+	ps->sections[ps->nsections++].line = ps->line;
+	return 1;
+}
+
+/* What libinih will make of `line` (ini.c, ini_parse_stream), as far as sections go. Returns 0
+ * when the line must not be parsed (an error was recorded). */
+static int classify(struct parse *ps, const char *line)
+{
+	const char *s = line, *end = line + strlen(line);
+	bool was_space = false;
+
+	ps->continuation = false;
+	/* A UTF-8 byte order mark is skipped on the first line. */
+	if (ps->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+		s += 3;
+	while (end > s && isspace((unsigned char)end[-1]))
+		end--;
+	while (s < end && isspace((unsigned char)*s))
+		s++;
+	if (s == end || *s == ';' || *s == '#')
+		return 1; /* blank or comment: changes nothing */
+	if (ps->name_set && s > line) {
+		ps->continuation = true;
+		return 1;
+	}
+	if (*s != '[')
+		return 1; /* a key (on_key sees it) or libinih's syntax error */
+	/* The name ends at the first ']', unless an inline comment (" ;") comes first: then libinih
+	 * reports the line as a syntax error. */
+	for (const char *p = s + 1; p < end; p++) {
+		if (*p == ']') {
+			ps->name_set = false;
+			return on_section(ps, s + 1, (size_t)(p - (s + 1)));
+		}
+		if (was_space && *p == ';')
+			break;
+		was_space = isspace((unsigned char)*p);
+	}
+	return 1;
+}
+
+/* libinih's reader: one line per call, counted and classified. A line longer than libinih's
+ * buffer is an error instead of being split in two, and so is a NUL byte (libinih would end the
+ * line there and read what follows it as part of the value). */
 static char *read_line(char *str, int num, void *stream)
 {
-	struct reader *rd = stream;
+	struct parse *ps = stream;
+	const char *eol;
 	size_t len;
-	int c;
 
-	if (rd->too_long || !fgets(str, num, rd->f))
+	if (ps->fail_line || ps->next == ps->end)
 		return NULL;
-	rd->line++;
-	len = strlen(str);
-	if (len == (size_t)num - 1 && str[len - 1] != '\n' && (c = fgetc(rd->f)) != EOF) {
-		ungetc(c, rd->f);
-		rd->too_long = true;
+	eol = memchr(ps->next, '\n', (size_t)(ps->end - ps->next));
+	len = eol ? (size_t)(eol - ps->next) + 1 : (size_t)(ps->end - ps->next);
+	ps->line++;
+	if (num < 2 || len > (size_t)num - 1) {
+		fail(ps, "line longer than %d bytes", num - 2);
 		return NULL;
 	}
-	return str;
+	if (memchr(ps->next, '\0', len)) {
+		fail(ps, "NUL byte in the line");
+		return NULL;
+	}
+	memcpy(str, ps->next, len);
+	str[len] = '\0';
+	ps->next += len;
+	return classify(ps, str) ? str : NULL;
 }
 
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse *ps = user;
-	char why[256], id[64];
+	char why[256];
 	int r;
 
-	snprintf(id, sizeof(id), "%s.%s", section, name);
-	for (unsigned i = 0; i < ps->nseen; i++)
-		if (strcmp(ps->seen[i], id) == 0) {
-			snprintf(ps->err, ps->errlen, "%s:%u: %s: set twice in one file", ps->rd.path,
-				 ps->rd.line, id);
-			ps->failed = true;
-			return 0;
-		}
-	if (ps->nseen < MAX_KEYS_SEEN)
-		snprintf(ps->seen[ps->nseen++], sizeof(ps->seen[0]), "%s", id);
+	ps->name_set = name[0] != '\0';
+	if (ps->fail_line)
+		return 0;
+	if (strcmp(section, ps->section) != 0)
+		/* classify() and libinih disagree about this file: refuse it rather than check
+		 * duplicates against the wrong section. */
+		return fail(ps, "%s.%s: cannot tell which section this line is in", section, name);
+	if (ps->continuation)
+		/* libinih would hand the line over as a second value of the key above. */
+		return fail(ps, "%s.%s: an indented line continues the value above: not supported",
+			    section, name);
+	for (unsigned i = 0; i < ps->nkeys; i++)
+		if (strcmp(ps->keys[i].section, section) == 0 && strcmp(ps->keys[i].name, name) == 0)
+			return fail(ps, "%s.%s: set twice in one file", section, name);
+	if (ps->nkeys == MAX_KEYS_SEEN)
+		return fail(ps, "more than %d keys in one file", MAX_KEYS_SEEN);
+	snprintf(ps->keys[ps->nkeys].section, INI_SECTION_MAX, "%s", section);
+	snprintf(ps->keys[ps->nkeys++].name, INI_MAX_LINE, "%s", name);
 	r = config_set(ps->cfg, section, name, value, why, sizeof(why));
-	if (r < 0) {
-		snprintf(ps->err, ps->errlen, "%s:%u: %s: %s", ps->rd.path, ps->rd.line, id, why);
-		ps->failed = true;
-		return 0; /* stop */
-	}
+	if (r < 0)
+		return fail(ps, "%s.%s: %s", section, name, why);
 	return 1;
+}
+
+int config_parse(const char *name, const char *text, size_t len, struct tierd_config *cfg, char *err,
+		 size_t errlen)
+{
+	struct tierd_config *work = malloc(sizeof(*work));
+	struct parse *ps = calloc(1, sizeof(*ps));
+	int r;
+
+	if (!work || !ps) {
+		free(work);
+		free(ps);
+		snprintf(err, errlen, "%s: %s", name, strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	*work = *cfg;
+	*ps = (struct parse){ .name = name, .next = text, .end = text + len, .cfg = work, .err = err,
+			      .errlen = errlen };
+	r = ini_parse_stream(read_line, ps, on_key, ps);
+	/* libinih returns the first line with an error of its own or a handler's: an earlier syntax
+	 * error than ours is the one to report. */
+	if (r > 0 && (!ps->fail_line || (unsigned)r < ps->fail_line)) {
+		snprintf(err, errlen, "%s:%d: not a [section], key = value, or comment", name, r);
+		r = -EINVAL;
+	} else if (ps->fail_line) {
+		r = -EINVAL;
+	} else if (r < 0) {
+		snprintf(err, errlen, "%s: cannot parse (%d)", name, r);
+		r = -EINVAL;
+	} else {
+		*cfg = *work;
+	}
+	free(ps);
+	free(work);
+	return r;
+}
+
+/* Reads the whole file (a pipe or /dev/stdin as well: no st_size). */
+static int read_file(int fd, char **ret, size_t *len)
+{
+	size_t cap = 8192, n = 0;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t k;
+
+		if (n == cap) {
+			char *bigger;
+
+			if (cap > CONFIG_MAX_BYTES) {
+				free(buf);
+				return -EFBIG;
+			}
+			bigger = realloc(buf, 2 * cap);
+			if (!bigger) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = bigger;
+			cap *= 2;
+		}
+		k = read(fd, buf + n, cap - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			int e = -errno;
+
+			free(buf);
+			return e;
+		}
+		if (k == 0)
+			break;
+		n += (size_t)k;
+	}
+	*ret = buf;
+	*len = n;
+	return 0;
 }
 
 static int load_file(const char *path, bool must_exist, struct tierd_config *cfg, char *err,
 		     size_t errlen)
 {
-	struct parse *ps;
-	int r;
+	char *text = NULL;
+	size_t len = 0;
+	int fd, r;
 
-	ps = calloc(1, sizeof(*ps));
-	if (!ps)
-		return -ENOMEM;
-	ps->rd = (struct reader){ .f = fopen(path, "re"), .path = path };
-	ps->cfg = cfg;
-	ps->err = err;
-	ps->errlen = errlen;
-	if (!ps->rd.f) {
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
 		r = -errno;
 		if (r == -ENOENT && !must_exist)
-			r = 0;
-		else
-			snprintf(err, errlen, "%s: %s", path, strerror(-r));
-		free(ps);
+			return 0;
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
 		return r;
 	}
-	r = ini_parse_stream(read_line, &ps->rd, on_key, ps);
-	if (ps->rd.too_long) {
-		snprintf(err, errlen, "%s:%u: line longer than %d bytes", path, ps->rd.line,
-			 INI_MAX_LINE - 2);
-		r = -EINVAL;
-	} else if (ps->failed) {
-		r = -EINVAL;
-	} else if (r > 0) {
-		snprintf(err, errlen, "%s:%d: not a [section], key = value, or comment", path, r);
-		r = -EINVAL;
-	} else if (r < 0) {
-		snprintf(err, errlen, "%s: cannot parse (%d)", path, r);
-		r = -EINVAL;
-	} else if (ferror(ps->rd.f)) {
-		snprintf(err, errlen, "%s: read error", path);
-		r = -EIO;
+	r = read_file(fd, &text, &len);
+	close(fd);
+	if (r == -EFBIG) {
+		snprintf(err, errlen, "%s: larger than %u bytes: not a configuration file", path,
+			 CONFIG_MAX_BYTES);
+		return r;
 	}
-	fclose(ps->rd.f);
-	free(ps);
+	if (r < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	r = config_parse(path, text, len, cfg, err, errlen);
+	free(text);
 	return r;
 }
 
@@ -512,6 +743,21 @@ int config_load(const char *path, bool must_exist, struct tierd_config *cfg, cha
 	return r < 0 ? r : 0;
 }
 
+/* The shortest text that config_set() reads back as the same float: %g's 6 digits are not always
+ * enough (low_watermark 0.8499999 printed as 0.85 would read back equal to high_watermark 0.85
+ * and fail config_validate), and 9 always are. */
+static void dump_float(FILE *f, float v)
+{
+	char buf[32];
+
+	for (int digits = 6; digits <= 9; digits++) {
+		snprintf(buf, sizeof(buf), "%.*g", digits, (double)v);
+		if ((float)strtod(buf, NULL) == v)
+			break;
+	}
+	fputs(buf, f);
+}
+
 static void dump_ids(FILE *f, const uint32_t *ids, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
@@ -539,7 +785,7 @@ void config_dump(const struct tierd_config *cfg, FILE *f)
 			fprintf(f, "%" PRIu64, *(const uint64_t *)p / k->unit);
 			break;
 		case K_FLOAT:
-			fprintf(f, "%g", (double)*(const float *)p);
+			dump_float(f, *(const float *)p);
 			break;
 		case K_BOOL:
 			fputs(*(const bool *)p ? "yes" : "no", f);

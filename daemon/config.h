@@ -35,6 +35,17 @@ int config_validate(const struct tierd_config *cfg, char *why, size_t whylen);
  */
 int config_load(const char *path, bool must_exist, struct tierd_config *cfg, char *err, size_t errlen);
 
+/*
+ * Parses one file's text, `len` bytes (NULs are an error), over *cfg: config_load()'s step per
+ * file, with no I/O, so that tests and the fuzzer (tests/fuzz/fuzz_config.c) can feed it bytes.
+ * `name` is the file's name in messages. Beyond the per-key checks: a key or a [section] header
+ * given twice in the text is an error (a later file may set them again). All or nothing: on error
+ * *cfg is unchanged and `err` says "name:line: reason". Does not run config_validate(): values
+ * that depend on each other may be set by different files. Returns 0 or a negative errno.
+ */
+int config_parse(const char *name, const char *text, size_t len, struct tierd_config *cfg, char *err,
+		 size_t errlen);
+
 /* Writes the configuration in the format config_load() reads, every key. */
 void config_dump(const struct tierd_config *cfg, FILE *f);
 

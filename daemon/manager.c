@@ -614,10 +614,10 @@ static void control_reply(struct manager *m, struct client *c, uint64_t seq, int
 static void on_control(struct manager *m, struct client *c, const void *buf, size_t len, int *fds)
 {
 	const struct tierd_msg_control *q = buf;
-	const char *args[TIERD_CONTROL_MAX_ARGS], *p = (const char *)(q + 1), *end = (const char *)buf + len;
+	const char *args[TIERD_CONTROL_MAX_ARGS];
 	struct tierd_policy_param params[TIERD_CONTROL_MAX_ARGS];
 	char why[300], kv[TIERD_CONTROL_MAX_ARGS][256];
-	int r = 0;
+	int nargs, r = 0;
 
 	if (q->op == TIERD_CTL_METRICS || q->op == TIERD_CTL_EVENTS || q->op == TIERD_CTL_CONFIG) {
 		/* Reading only: anyone who reached the socket. Written in place, up to 64 KiB. */
@@ -649,36 +649,31 @@ static void on_control(struct manager *m, struct client *c, const void *buf, siz
 		control_reply(m, c, q->hdr.seq, -EPERM, "only root may change what tierd does");
 		return;
 	}
-	if (q->nargs > TIERD_CONTROL_MAX_ARGS) {
+	nargs = proto_control_args(buf, len, args);
+	if (nargs == -E2BIG) {
 		control_reply(m, c, q->hdr.seq, -E2BIG, "too many arguments");
 		return;
 	}
-	for (uint32_t i = 0; i < q->nargs; i++) {
-		const char *nul = memchr(p, '\0', (size_t)(end - p));
-
-		if (!nul) {
-			control_reply(m, c, q->hdr.seq, -EPROTO, "arguments are not NUL-terminated strings");
-			return;
-		}
-		args[i] = p;
-		p = nul + 1;
+	if (nargs < 0) {
+		control_reply(m, c, q->hdr.seq, -EPROTO, "arguments are not NUL-terminated strings");
+		return;
 	}
 	switch (q->op) {
 	case TIERD_CTL_POLICY_SET: {
 		int n;
 
-		if (q->nargs < 1) {
+		if (nargs < 1) {
 			control_reply(m, c, q->hdr.seq, -EINVAL, "policy set: which policy?");
 			return;
 		}
-		for (uint32_t i = 1; i < q->nargs; i++)
+		for (int i = 1; i < nargs; i++)
 			snprintf(kv[i - 1], sizeof(kv[0]), "%s", args[i]);
 		{
 			char *ptrs[TIERD_CONTROL_MAX_ARGS];
 
-			for (uint32_t i = 0; i + 1 < q->nargs; i++)
+			for (int i = 0; i + 1 < nargs; i++)
 				ptrs[i] = kv[i];
-			n = policy_parse_params(ptrs, q->nargs - 1, params, why, sizeof(why));
+			n = policy_parse_params(ptrs, (size_t)nargs - 1, params, why, sizeof(why));
 		}
 		if (n >= 0)
 			r = manager_policy_switch(m, args[0], params, (size_t)n, why, sizeof(why));

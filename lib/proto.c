@@ -75,7 +75,40 @@ int proto_validate(const void *buf, size_t len)
 		    len < sizeof(z) + (size_t)z.nranges * sizeof(struct tierd_zap_range))
 			return -EPROTO;
 	}
+	if (hdr.type == TIERD_MSG_HEAT_REPLY) {
+		struct tierd_msg_heat_reply h;
+
+		/* The bitmap must hold npages bits. Bounding npages first keeps (npages + 7) / 8 from
+		 * wrapping: a reply claiming 2^64 - 1 pages would pass as a zero-byte bitmap. */
+		memcpy(&h, buf, sizeof(h));
+		if (h.npages > TIERD_HEAT_MAX_PAGES || len < sizeof(h) + (size_t)((h.npages + 7) / 8))
+			return -EPROTO;
+	}
 	return 0;
+}
+
+int proto_control_args(const void *buf, size_t len, const char *args[TIERD_CONTROL_MAX_ARGS])
+{
+	const char *p = (const char *)buf + sizeof(struct tierd_msg_control), *end = (const char *)buf + len;
+	struct tierd_msg_control q;
+
+	/* proto_validate() promised this; checked again because the pointer arithmetic below
+	 * would run before the buffer otherwise. */
+	if (len < sizeof(q))
+		return -EPROTO;
+	/* Copied out: buf is the receive buffer, with no alignment promised for the u32 fields. */
+	memcpy(&q, buf, sizeof(q));
+	if (q.nargs > TIERD_CONTROL_MAX_ARGS)
+		return -E2BIG;
+	for (uint32_t i = 0; i < q.nargs; i++) {
+		const char *nul = memchr(p, '\0', (size_t)(end - p));
+
+		if (!nul)
+			return -EPROTO;
+		args[i] = p;
+		p = nul + 1;
+	}
+	return (int)q.nargs;
 }
 
 int proto_send(int sock, const void *msg, size_t len, const int *fds, unsigned nfds)

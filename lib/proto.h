@@ -22,9 +22,19 @@ unsigned proto_fd_count(uint16_t type);
 
 /*
  * Validates a received packet of `len` bytes: 0, or -EPROTO (bad version, size mismatch, short
- * payload), -EBADMSG (unknown type), -EMSGSIZE (over TIERD_MSG_MAX_BYTES).
+ * payload; a ZAP's ranges or a HEAT_REPLY's bitmap not inside the packet), -EBADMSG (unknown
+ * type), -EMSGSIZE (over TIERD_MSG_MAX_BYTES).
  */
 int proto_validate(const void *buf, size_t len);
+
+/*
+ * Splits the arguments of a CONTROL or CONTROL_FD message of `len` bytes that passed
+ * proto_validate(): its `nargs` NUL-terminated strings after struct tierd_msg_control, pointed to
+ * (inside buf) by args[0..nargs). Bytes after the last argument are ignored, as every payload's
+ * unknown tail is. Returns nargs, -E2BIG (more than TIERD_CONTROL_MAX_ARGS) or -EPROTO (an
+ * argument runs past the end of the message, or len is below the fixed part).
+ */
+int proto_control_args(const void *buf, size_t len, const char *args[TIERD_CONTROL_MAX_ARGS]);
 
 /* Sends one packet with optional fds. Returns 0 or a negative errno. */
 int proto_send(int sock, const void *msg, size_t len, const int *fds, unsigned nfds);

@@ -141,6 +141,93 @@ static void test_truncated_packet(void **state)
 	close(sv[1]);
 }
 
+/* The bitmap must hold npages bits; (npages + 7) / 8 once wrapped for npages near 2^64, so a
+ * reply claiming UINT64_MAX pages passed with no bitmap (found by tests/fuzz/fuzz_proto.c). */
+static void test_heat_reply_bitmap(void **state)
+{
+	static uint8_t buf[TIERD_MSG_MAX_BYTES];
+	struct tierd_msg_heat_reply *rep = (struct tierd_msg_heat_reply *)buf;
+
+	(void)state;
+	memset(buf, 0, sizeof(buf));
+	rep->npages = 20;
+	proto_init(&rep->hdr, TIERD_MSG_HEAT_REPLY, sizeof(*rep) + 3, 1);
+	assert_int_equal(proto_validate(buf, sizeof(*rep) + 3), 0);
+	proto_init(&rep->hdr, TIERD_MSG_HEAT_REPLY, sizeof(*rep) + 2, 1);
+	assert_int_equal(proto_validate(buf, sizeof(*rep) + 2), -EPROTO);
+	rep->npages = 0;
+	proto_init(&rep->hdr, TIERD_MSG_HEAT_REPLY, sizeof(*rep), 1);
+	assert_int_equal(proto_validate(buf, sizeof(*rep)), 0);
+	rep->npages = UINT64_MAX;
+	assert_int_equal(proto_validate(buf, sizeof(*rep)), -EPROTO);
+	rep->npages = UINT64_MAX - 6; /* + 7 wraps to 0 */
+	assert_int_equal(proto_validate(buf, sizeof(*rep)), -EPROTO);
+	/* The largest reply the daemon sends (on_heat_query) passes. */
+	rep->npages = TIERD_HEAT_MAX_PAGES;
+	proto_init(&rep->hdr, TIERD_MSG_HEAT_REPLY, TIERD_MSG_MAX_BYTES, 1);
+	assert_int_equal(proto_validate(buf, TIERD_MSG_MAX_BYTES), 0);
+	rep->npages = TIERD_HEAT_MAX_PAGES + 1;
+	assert_int_equal(proto_validate(buf, TIERD_MSG_MAX_BYTES), -EPROTO);
+}
+
+/* Builds a CONTROL message of nargs strings from `text` (len bytes, NULs included). */
+static size_t control_msg(uint8_t *buf, uint32_t nargs, const char *text, size_t len)
+{
+	struct tierd_msg_control q = { .op = TIERD_CTL_POLICY_SET, .nargs = nargs };
+
+	proto_init(&q.hdr, TIERD_MSG_CONTROL, (uint32_t)(sizeof(q) + len), 1);
+	memcpy(buf, &q, sizeof(q));
+	memcpy(buf + sizeof(q), text, len);
+	return sizeof(q) + len;
+}
+
+static void test_control_args(void **state)
+{
+	uint8_t buf[512];
+	const char *args[TIERD_CONTROL_MAX_ARGS];
+	size_t len;
+
+	(void)state;
+	len = control_msg(buf, 3, "lru\0a=1\0\0", 10);
+	assert_int_equal(proto_validate(buf, len), 0);
+	assert_int_equal(proto_control_args(buf, len, args), 3);
+	assert_string_equal(args[0], "lru");
+	assert_string_equal(args[1], "a=1");
+	assert_string_equal(args[2], "");
+	assert_ptr_equal(args[0], (const char *)buf + sizeof(struct tierd_msg_control));
+	/* Bytes after the last argument are ignored (append-only growth). */
+	len = control_msg(buf, 1, "lru\0tail", 8);
+	assert_int_equal(proto_control_args(buf, len, args), 1);
+	assert_string_equal(args[0], "lru");
+	len = control_msg(buf, 0, "", 0);
+	assert_int_equal(proto_control_args(buf, len, args), 0);
+	/* An argument without its NUL, or fewer strings than nargs. */
+	len = control_msg(buf, 1, "lru", 3);
+	assert_int_equal(proto_control_args(buf, len, args), -EPROTO);
+	len = control_msg(buf, 2, "lru\0", 4);
+	assert_int_equal(proto_control_args(buf, len, args), -EPROTO);
+	len = control_msg(buf, 1, "", 0);
+	assert_int_equal(proto_control_args(buf, len, args), -EPROTO);
+	/* Too many: refused before any is looked at. */
+	len = control_msg(buf, TIERD_CONTROL_MAX_ARGS + 1, "x\0", 2);
+	assert_int_equal(proto_control_args(buf, len, args), -E2BIG);
+	len = control_msg(buf, UINT32_MAX, "x\0", 2);
+	assert_int_equal(proto_control_args(buf, len, args), -E2BIG);
+	{
+		char many[2 * TIERD_CONTROL_MAX_ARGS];
+
+		for (int i = 0; i < TIERD_CONTROL_MAX_ARGS; i++) {
+			many[2 * i] = 'k';
+			many[2 * i + 1] = '\0';
+		}
+		len = control_msg(buf, TIERD_CONTROL_MAX_ARGS, many, sizeof(many));
+		assert_int_equal(proto_control_args(buf, len, args), TIERD_CONTROL_MAX_ARGS);
+		assert_string_equal(args[TIERD_CONTROL_MAX_ARGS - 1], "k");
+	}
+	/* Shorter than the fixed part: refused, not read before the buffer's end. */
+	assert_int_equal(proto_control_args(buf, sizeof(struct tierd_msg_control) - 1, args), -EPROTO);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -148,6 +235,8 @@ int main(void)
 		cmocka_unit_test(test_fd_passing),
 		cmocka_unit_test(test_too_many_fds_closed),
 		cmocka_unit_test(test_truncated_packet),
+		cmocka_unit_test(test_heat_reply_bitmap),
+		cmocka_unit_test(test_control_args),
 	};
 
 	return cmocka_run_group_tests_name("protocol codec", tests, NULL, NULL);
