@@ -21,26 +21,6 @@
 
 #include "harness.h"
 
-static int run_tierctl(const char *sock, bool as_nobody, const char *out)
-{
-	char *argv[12];
-	int n = 0;
-
-	if (as_nobody) {
-		argv[n++] = (char *)"/usr/bin/setpriv";
-		argv[n++] = (char *)"--reuid=65534";
-		argv[n++] = (char *)"--regid=65534";
-		argv[n++] = (char *)"--clear-groups";
-	}
-	argv[n++] = (char *)harness_bin("tierctl");
-	argv[n++] = (char *)"--socket";
-	argv[n++] = (char *)sock;
-	argv[n++] = (char *)"metrics";
-	argv[n] = NULL;
-	unlink(out);
-	return wait_exit(spawn_out(argv, out, NULL), 10000);
-}
-
 /* The value of the sample whose name and labels are exactly `series`; -1 when absent. */
 static double sample(const char *text, const char *series)
 {
@@ -137,8 +117,7 @@ static void test_metrics(void **state)
 	c = spawn_out(argv, cout, NULL);
 	msleep(1000);
 
-	assert_int_equal(run_tierctl(sock, false, out), 0);
-	read_text(out, text, sizeof(text));
+	assert_int_equal(harness_tierctl(sock, false, text, sizeof(text), "metrics", NULL), 0);
 	print_message("%d samples\n", check_format(text));
 	assert_true(sample(text, "tierd_faults_total") > 0);
 	assert_int_equal(sample(text, "tierd_segments{page_size=\"4096\"}"), 1);
@@ -167,8 +146,7 @@ static void test_metrics(void **state)
 	if (access("/usr/bin/setpriv", X_OK) == 0) {
 		assert_int_equal(chmod(harness_dir(), 0755), 0);
 		assert_int_equal(chmod(sock, 0666), 0);
-		assert_int_equal(run_tierctl(sock, true, out), 0);
-		read_text(out, text, sizeof(text));
+		assert_int_equal(harness_tierctl(sock, true, text, sizeof(text), "metrics", NULL), 0);
 		assert_true(sample(text, "tierd_faults_total") > 0);
 		assert_int_equal(chmod(harness_dir(), 0700), 0);
 	}

@@ -23,38 +23,13 @@
 #include "harness.h"
 #include "trace.h"
 
-/* Runs tierctl (optionally as nobody); its output goes to *out. Returns its exit status. */
-static int tierctl(const char *sock, bool as_nobody, char *out, size_t len, ...)
-{
-	char *argv[32], path[512];
-	int n = 0, rc;
-	va_list ap;
-	pid_t pid;
-
-	if (as_nobody) {
-		argv[n++] = (char *)"/usr/bin/setpriv";
-		argv[n++] = (char *)"--reuid=65534";
-		argv[n++] = (char *)"--regid=65534";
-		argv[n++] = (char *)"--clear-groups";
-	}
-	argv[n++] = (char *)harness_bin("tierctl");
-	argv[n++] = (char *)"--socket";
-	argv[n++] = (char *)sock;
-	va_start(ap, len);
-	for (char *a; (a = va_arg(ap, char *)) && n < 31;)
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
-	snprintf(path, sizeof(path), "%s/tierctl.out", harness_dir());
-	unlink(path);
-	pid = spawn_out(argv, path, NULL);
-	assert_true(pid > 0);
-	rc = wait_exit(pid, 10000);
-	read_text(path, out, len);
-	print_message("tierctl%s:%s -> %d: %s", as_nobody ? " (nobody)" : "", argv[as_nobody ? 7 : 3],
-		      rc, out);
-	return rc;
-}
+/* harness_tierctl, said in the test's output. */
+#define tierctl(sock, nobody, out, len, ...)                                                     \
+	({                                                                                       \
+		int rc_ = harness_tierctl(sock, nobody, out, len, __VA_ARGS__);                  \
+		print_message("tierctl%s -> %d: %s", (nobody) ? " (nobody)" : "", rc_, out);     \
+		rc_;                                                                             \
+	})
 
 static void policy_of(const char *sock, char *name, size_t len)
 {

@@ -23,18 +23,10 @@
 static char sock[256];
 static char out[70000];
 
+/* tierctl with up to four arguments (NULL ends them early). */
 static int tierctl(const char *a, const char *b, const char *c, const char *d)
 {
-	char path[512];
-	char *argv[] = { (char *)harness_bin("tierctl"), "--socket", sock, (char *)a, (char *)b,
-			 (char *)c, (char *)d, NULL };
-	int rc;
-
-	snprintf(path, sizeof(path), "%s/tierctl.out", harness_dir());
-	unlink(path);
-	rc = wait_exit(spawn_out(argv, path, NULL), 15000);
-	read_text(path, out, sizeof(out));
-	return rc;
+	return harness_tierctl(sock, false, out, sizeof(out), a, b, c, d, NULL);
 }
 
 static struct json_object *parsed(void)

@@ -358,3 +358,35 @@ void harness_fake_two_nodes(const char *root)
 		 "Node 1 MemTotal:       8388608 kB\nNode 1 MemFree:        8388608 kB\n");
 	put_file(root, "devices/system/node/node1/distance", "20 10\n");
 }
+
+int harness_tierctl(const char *sock, bool as_nobody, char *out, size_t len, ...)
+{
+	char *argv[40], path[512];
+	int n = 0, rc;
+	va_list ap;
+	pid_t pid;
+
+	if (as_nobody) {
+		argv[n++] = (char *)"/usr/bin/setpriv";
+		argv[n++] = (char *)"--reuid=65534";
+		argv[n++] = (char *)"--regid=65534";
+		argv[n++] = (char *)"--clear-groups";
+	}
+	argv[n++] = (char *)harness_bin("tierctl");
+	argv[n++] = (char *)"--socket";
+	argv[n++] = (char *)sock;
+	va_start(ap, len);
+	for (char *a; (a = va_arg(ap, char *)) && n < 39;)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	snprintf(path, sizeof(path), "%s/tierctl.out", harness_dir());
+	unlink(path);
+	pid = spawn_out(argv, path, NULL);
+	if (pid <= 0)
+		return -1;
+	rc = wait_exit(pid, 15000);
+	out[0] = '\0';
+	read_text(path, out, len);
+	return rc;
+}

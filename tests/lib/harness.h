@@ -47,6 +47,11 @@ bool status_wait_no_segments(const char *sock, unsigned timeout_ms);
  * memory-only node 1 that does not exist (every move to it fails). */
 void harness_fake_two_nodes(const char *root);
 
+/* Runs $BUILD/tierctl --socket sock ARGS... (NULL-terminated), as nobody (setpriv) when asked;
+ * its stdout and stderr go to out. Returns its exit status, or -1. */
+int harness_tierctl(const char *sock, bool as_nobody, char *out, size_t len, ...)
+	__attribute__((sentinel));
+
 uint64_t mono_usec(void);
 void msleep(unsigned ms);
 
