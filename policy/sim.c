@@ -901,7 +901,7 @@ int sim_run_policy(struct sim_source *src, const char *spec, const struct tierd_
 				break;
 			sv.regions = NULL;
 			if (policy_seg_add(e.pol, &sv) < 0)
-				continue; /* tracked, never moved: as tierd does */
+				continue; /* tierd would disable the policy; the simulator goes on */
 		} else if (rec.type == TREC_SEG_END) {
 			struct sseg *s = seg_find(&e, rec.u32);
 

@@ -200,7 +200,9 @@ struct tierd_policy_ops {
 	int (*init)(void **state, const struct tierd_policy_env *env,
 		    const struct tierd_policy_param *params, size_t nparams, char *err, size_t errlen);
 	void (*fini)(void *state);
-	/* May be NULL. Returns 0 or a negative errno (the segment is then tracked, never moved). */
+	/* May be NULL. Returns 0 or a negative errno: a policy that cannot take a segment (out of
+	 * memory) fails like any other — tierd disables it and tracks with `none`, and
+	 * `tierctl policy set` refuses to start it while the segment exists. */
 	int (*seg_add)(void *state, const struct tierd_seg_view *seg);
 	void (*seg_remove)(void *state, uint32_t seg); /* may be NULL */
 	void (*observe)(void *state, const struct tierd_event *events, size_t n); /* may be NULL */
