@@ -538,6 +538,28 @@ static int seg_add(struct engine *e, const struct trace_rec *rec, bool sampling,
 }
 
 /* A segment arrived: its state, room for views and plans covering every page, its view. */
+/* The event buffer and the policy, as both runs need them (e->res set). */
+static int engine_open_policy(struct engine *e, const char *spec, const struct tierd_policy_param *params,
+			      size_t nparams, const struct tierd_policy_env *env, FILE *decision_log,
+			      char *why, size_t whylen)
+{
+	int r;
+
+	e->evbuf = malloc(EVENT_BATCH * sizeof(*e->evbuf));
+	if (!e->evbuf)
+		return -ENOMEM;
+	r = policy_open(spec, NULL, params, nparams, env, &e->pol, why, whylen);
+	if (r < 0) {
+		engine_fini(e);
+		return r;
+	}
+	snprintf(e->res->policy, sizeof(e->res->policy), "%s", policy_name(e->pol));
+	policy_set_decision_log(e->pol, decision_log);
+	/* A simulated decide is not held to tierd's wall-clock guard: ASan runs are slow. */
+	policy_set_guard_ms(e->pol, 0);
+	return 0;
+}
+
 static int seg_arrived(struct engine *e, const struct trace_rec *rec, bool sampling,
 		       struct tierd_seg_view *sv, char *why, size_t whylen)
 {
@@ -880,18 +902,9 @@ int sim_run_policy(struct sim_source *src, const char *spec, const struct tierd_
 	env.epoch_ms = (uint32_t)(e.epoch_ns / 1000000u);
 	e.res = res;
 	e.gen = src->gen;
-	e.evbuf = malloc(EVENT_BATCH * sizeof(*e.evbuf));
-	if (!e.evbuf)
-		return -ENOMEM;
-	r = policy_open(spec, NULL, params, nparams, &env, &e.pol, why, whylen);
-	if (r < 0) {
-		engine_fini(&e);
+	r = engine_open_policy(&e, spec, params, nparams, &env, cfg->decision_log, why, whylen);
+	if (r < 0)
 		return r;
-	}
-	snprintf(res->policy, sizeof(res->policy), "%s", policy_name(e.pol));
-	policy_set_decision_log(e.pol, cfg->decision_log);
-	/* A simulated decide is not held to tierd's wall-clock guard: ASan runs are slow. */
-	policy_set_guard_ms(e.pol, 0);
 	while ((r = sim_source_next(src, &rec, why, whylen)) > 0) {
 		if (rec.type == TREC_SEG) {
 			struct tierd_seg_view sv;
@@ -1131,17 +1144,9 @@ int sim_replay_sampled(struct sim_source *src, const char *spec, const struct ti
 	engine_init(&e, &cfg, h);
 	e.res = res;
 	memset(node_tier, -1, sizeof(node_tier));
-	e.evbuf = malloc(EVENT_BATCH * sizeof(*e.evbuf));
-	if (!e.evbuf)
-		return -ENOMEM;
-	r = policy_open(spec, NULL, params, nparams, &env, &e.pol, why, whylen);
-	if (r < 0) {
-		engine_fini(&e);
+	r = engine_open_policy(&e, spec, params, nparams, &env, decision_log, why, whylen);
+	if (r < 0)
 		return r;
-	}
-	snprintf(res->policy, sizeof(res->policy), "%s", policy_name(e.pol));
-	policy_set_decision_log(e.pol, decision_log);
-	policy_set_guard_ms(e.pol, 0);
 	while (r >= 0 && (r = sim_source_next(src, &rec, why, whylen)) > 0) {
 		struct sseg *s = NULL;
 

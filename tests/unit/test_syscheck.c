@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
+
 #include "../lib/uffd.h"
 #include "syscheck.h"
 
@@ -25,60 +27,16 @@ struct fixture {
 	struct syscheck_uffd_probe probe;
 };
 
-static void fx_path(const struct fixture *fx, char path[PATH_MAX], const char *fmt, va_list ap)
-{
-	int n = snprintf(path, PATH_MAX, "%s/", fx->root);
-
-	assert_true(n > 0 && vsnprintf(path + n, (size_t)(PATH_MAX - n), fmt, ap) < PATH_MAX - n);
-}
-
-static void mkparents(const struct fixture *fx, char *path)
-{
-	for (char *p = path + strlen(fx->root) + 1; (p = strchr(p, '/')); p++) {
-		*p = '\0';
-		assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
-		*p = '/';
-	}
-}
-
-/* Writes root/<rel> with `content`, creating parent directories. */
-__attribute__((format(printf, 3, 4))) static void put(const struct fixture *fx, const char *content,
-						      const char *fmt, ...)
-{
-	char path[PATH_MAX];
-	va_list ap;
-	FILE *f;
-
-	va_start(ap, fmt);
-	fx_path(fx, path, fmt, ap);
-	va_end(ap);
-	mkparents(fx, path);
-	f = fopen(path, "we");
-	assert_non_null(f);
-	fputs(content, f);
-	assert_int_equal(fclose(f), 0);
-}
-
-__attribute__((format(printf, 2, 3))) static void del(const struct fixture *fx, const char *fmt, ...)
-{
-	char path[PATH_MAX];
-	va_list ap;
-
-	va_start(ap, fmt);
-	fx_path(fx, path, fmt, ap);
-	va_end(ap);
-	assert_int_equal(unlink(path), 0);
-}
 
 static void put_huge(const struct fixture *fx, int node, unsigned size_kb, unsigned nr, unsigned nfree)
 {
 	char buf[32];
 
 	snprintf(buf, sizeof(buf), "%u\n", nr);
-	put(fx, buf, "sys/devices/system/node/node%d/hugepages/hugepages-%ukB/nr_hugepages", node,
+	fx_put(fx->root, buf, "sys/devices/system/node/node%d/hugepages/hugepages-%ukB/nr_hugepages", node,
 	    size_kb);
 	snprintf(buf, sizeof(buf), "%u\n", nfree);
-	put(fx, buf, "sys/devices/system/node/node%d/hugepages/hugepages-%ukB/free_hugepages", node,
+	fx_put(fx->root, buf, "sys/devices/system/node/node%d/hugepages/hugepages-%ukB/free_hugepages", node,
 	    size_kb);
 }
 
@@ -88,46 +46,46 @@ static void put_node(const struct fixture *fx, int id, const char *cpulist, unsi
 	char buf[512];
 
 	snprintf(buf, sizeof(buf), "%s\n", cpulist);
-	put(fx, buf, "sys/devices/system/node/node%d/cpulist", id);
+	fx_put(fx->root, buf, "sys/devices/system/node/node%d/cpulist", id);
 	snprintf(buf, sizeof(buf), "Node %d MemTotal: %u kB\nNode %d MemFree: %u kB\n", id, mib * 1024,
 		 id, mib * 512);
-	put(fx, buf, "sys/devices/system/node/node%d/meminfo", id);
+	fx_put(fx->root, buf, "sys/devices/system/node/node%d/meminfo", id);
 	snprintf(buf, sizeof(buf), "%s\n", distance);
-	put(fx, buf, "sys/devices/system/node/node%d/distance", id);
+	fx_put(fx->root, buf, "sys/devices/system/node/node%d/distance", id);
 }
 
 /* A healthy two-tier machine: node 0 with CPUs, node 1 CPU-less and farther, 2 MiB pools on
  * both, nothing fighting tierd, a PMU, BTF, root with every capability. */
 static void put_good_machine(struct fixture *fx)
 {
-	put(fx, "6.18.0-test\n", "proc/sys/kernel/osrelease");
-	put(fx, "0\n", "proc/sys/vm/unprivileged_userfaultfd");
-	put(fx, "0\n", "proc/sys/vm/nr_overcommit_hugepages");
-	put(fx, "0\n", "proc/sys/kernel/numa_balancing");
-	put(fx, "2\n", "proc/sys/kernel/perf_event_paranoid");
-	put(fx, "40\n", "proc/sys/kernel/cap_last_cap");
-	put(fx,
+	fx_put(fx->root, "6.18.0-test\n", "proc/sys/kernel/osrelease");
+	fx_put(fx->root, "0\n", "proc/sys/vm/unprivileged_userfaultfd");
+	fx_put(fx->root, "0\n", "proc/sys/vm/nr_overcommit_hugepages");
+	fx_put(fx->root, "0\n", "proc/sys/kernel/numa_balancing");
+	fx_put(fx->root, "2\n", "proc/sys/kernel/perf_event_paranoid");
+	fx_put(fx->root, "40\n", "proc/sys/kernel/cap_last_cap");
+	fx_put(fx->root,
 	    "Name:\ttierd\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t0 \n"
 	    "CapEff:\t000001ffffffffff\n",
 	    "proc/self/status");
-	put(fx, "bash\n", "proc/1/comm");
-	put(fx, "tierd\n", "proc/42/comm");
-	put(fx, "0-1\n", "sys/devices/system/node/online");
+	fx_put(fx->root, "bash\n", "proc/1/comm");
+	fx_put(fx->root, "tierd\n", "proc/42/comm");
+	fx_put(fx->root, "0-1\n", "sys/devices/system/node/online");
 	put_node(fx, 0, "0-3", 4096, "10 20");
 	put_node(fx, 1, "", 8192, "20 10");
 	put_huge(fx, 0, 2048, 64, 60);
 	put_huge(fx, 0, 1048576, 0, 0);
 	put_huge(fx, 1, 2048, 32, 32);
 	put_huge(fx, 1, 1048576, 0, 0);
-	put(fx, "false\n", "sys/kernel/mm/numa/demotion_enabled");
-	put(fx, "1\n", "sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds");
-	put(fx, "off\n", "sys/kernel/mm/damon/admin/kdamonds/0/state");
-	put(fx, "", "sys/kernel/btf/vmlinux");
-	put(fx, "4\n", "sys/bus/event_source/devices/cpu/type");
-	put(fx, "skylake\n", "sys/bus/event_source/devices/cpu/caps/pmu_name");
-	put(fx, "[none] integrity confidentiality\n", "sys/kernel/security/lockdown");
+	fx_put(fx->root, "false\n", "sys/kernel/mm/numa/demotion_enabled");
+	fx_put(fx->root, "1\n", "sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds");
+	fx_put(fx->root, "off\n", "sys/kernel/mm/damon/admin/kdamonds/0/state");
+	fx_put(fx->root, "", "sys/kernel/btf/vmlinux");
+	fx_put(fx->root, "4\n", "sys/bus/event_source/devices/cpu/type");
+	fx_put(fx->root, "skylake\n", "sys/bus/event_source/devices/cpu/caps/pmu_name");
+	fx_put(fx->root, "[none] integrity confidentiality\n", "sys/kernel/security/lockdown");
 	/* A character device the test may create without privilege: mode 0666. */
-	put(fx, "", "dev/.keep");
+	fx_put(fx->root, "", "dev/.keep");
 	{
 		char path[PATH_MAX];
 
@@ -153,18 +111,11 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int teardown(void **state)
 {
 	struct fixture *fx = *state;
-	int r = nftw(fx->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	int r = fx_rmtree(fx->root);
 
 	syscheck_free(fx->sc);
 	free(fx);
@@ -237,7 +188,7 @@ static void test_uffd(void **state)
 	struct fixture *fx = *state;
 
 	/* Linux 5.13: hugetlbfs minor faults, not yet shmem. */
-	put(fx, "5.13.0\n", "proc/sys/kernel/osrelease");
+	fx_put(fx->root, "5.13.0\n", "proc/sys/kernel/osrelease");
 	fx->probe.offered = 0x1fff & ~(uint64_t)UFFD_FEATURE_MINOR_SHMEM;
 	run(fx);
 	expect(fx, "uffd.minor_shmem", SYSCHECK_FAIL, "kernel 5.13.0 lacks UFFD_FEATURE_MINOR_SHMEM",
@@ -260,19 +211,19 @@ static void test_uffd_dev(void **state)
 	struct fixture *fx = *state;
 
 	/* Absent while unprivileged userfaultfd is off: unprivileged clients cannot be tracked. */
-	del(fx, "dev/userfaultfd");
+	fx_del(fx->root, "dev/userfaultfd");
 	run(fx);
 	expect(fx, "uffd.unprivileged", SYSCHECK_OK, "vm.unprivileged_userfaultfd=0", NULL);
 	expect(fx, "uffd.dev", SYSCHECK_WARN, "absent", "vm.unprivileged_userfaultfd=1");
 	/* ... and not needed when it is on. */
-	put(fx, "1\n", "proc/sys/vm/unprivileged_userfaultfd");
+	fx_put(fx->root, "1\n", "proc/sys/vm/unprivileged_userfaultfd");
 	run(fx);
 	expect(fx, "uffd.dev", SYSCHECK_OK, "not needed", NULL);
 	expect(fx, "uffd.unprivileged", SYSCHECK_OK, "=1", NULL);
 
 	/* Not a device node. */
-	put(fx, "0\n", "proc/sys/vm/unprivileged_userfaultfd");
-	put(fx, "", "dev/userfaultfd");
+	fx_put(fx->root, "0\n", "proc/sys/vm/unprivileged_userfaultfd");
+	fx_put(fx->root, "", "dev/userfaultfd");
 	run(fx);
 	expect(fx, "uffd.dev", SYSCHECK_WARN, "not a character device", "devtmpfs");
 }
@@ -282,14 +233,14 @@ static void test_numa(void **state)
 	struct fixture *fx = *state;
 
 	/* One node: tracking only. */
-	put(fx, "0\n", "sys/devices/system/node/online");
+	fx_put(fx->root, "0\n", "sys/devices/system/node/online");
 	put_node(fx, 0, "0-3", 4096, "10");
 	run(fx);
 	expect(fx, "numa.tiers", SYSCHECK_WARN, "nothing to migrate: tracking only", "slower memory node");
 	assert_null(syscheck_find(fx->sc, "hugepages.demote.2048kB"));
 
 	/* No NUMA sysfs at all. */
-	del(fx, "sys/devices/system/node/online");
+	fx_del(fx->root, "sys/devices/system/node/online");
 	run(fx);
 	expect(fx, "numa.tiers", SYSCHECK_WARN, "tracking only", "CONFIG_NUMA");
 }
@@ -317,7 +268,7 @@ static void test_hugepages(void **state)
 	expect(fx, "hugepages.2M", SYSCHECK_WARN, "cannot be created", "vm.nr_hugepages");
 	assert_null(syscheck_find(fx->sc, "hugepages.demote.2048kB"));
 	/* ... unless surplus pages may be allocated on demand. */
-	put(fx, "16\n", "proc/sys/vm/nr_overcommit_hugepages");
+	fx_put(fx->root, "16\n", "proc/sys/vm/nr_overcommit_hugepages");
 	run(fx);
 	expect(fx, "hugepages.2M", SYSCHECK_OK, "nr_overcommit_hugepages=16", NULL);
 }
@@ -326,19 +277,19 @@ static void test_numa_balancing(void **state)
 {
 	struct fixture *fx = *state;
 
-	put(fx, "1\n", "proc/sys/kernel/numa_balancing");
+	fx_put(fx->root, "1\n", "proc/sys/kernel/numa_balancing");
 	run(fx);
 	expect(fx, "conflict.numa_balancing", SYSCHECK_WARN, "toward the CPUs",
 	       "sysctl -w kernel.numa_balancing=0");
-	put(fx, "2\n", "proc/sys/kernel/numa_balancing");
+	fx_put(fx->root, "2\n", "proc/sys/kernel/numa_balancing");
 	run(fx);
 	expect(fx, "conflict.numa_balancing", SYSCHECK_WARN, "promotes", "kernel.numa_balancing=0");
 	assert_null(strstr(item(fx, "conflict.numa_balancing")->found, "toward the CPUs"));
-	put(fx, "3\n", "proc/sys/kernel/numa_balancing");
+	fx_put(fx->root, "3\n", "proc/sys/kernel/numa_balancing");
 	run(fx);
 	expect(fx, "conflict.numa_balancing", SYSCHECK_WARN, "toward the CPUs", NULL);
 	expect(fx, "conflict.numa_balancing", SYSCHECK_WARN, "promotes", NULL);
-	del(fx, "proc/sys/kernel/numa_balancing");
+	fx_del(fx->root, "proc/sys/kernel/numa_balancing");
 	run(fx);
 	expect(fx, "conflict.numa_balancing", SYSCHECK_OK, "absent", NULL);
 }
@@ -347,7 +298,7 @@ static void test_numad(void **state)
 {
 	struct fixture *fx = *state;
 
-	put(fx, "numad\n", "proc/777/comm");
+	fx_put(fx->root, "numad\n", "proc/777/comm");
 	run(fx);
 	expect(fx, "conflict.numad", SYSCHECK_WARN, "pid 777", "numad");
 }
@@ -357,14 +308,14 @@ static void test_damon(void **state)
 	struct fixture *fx = *state;
 	const char *s = "sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/schemes";
 
-	put(fx, "pageout\n", "%s/0/action", s);
-	put(fx, "migrate_cold\n", "%s/1/action", s);
-	put(fx, "1\n", "%s/1/target_nid", s);
+	fx_put(fx->root, "pageout\n", "%s/0/action", s);
+	fx_put(fx->root, "migrate_cold\n", "%s/1/action", s);
+	fx_put(fx->root, "1\n", "%s/1/target_nid", s);
 	run(fx);
 	/* Off: configured, harmless for now. */
 	expect(fx, "conflict.damon", SYSCHECK_OK, "kdamonds are off", NULL);
 
-	put(fx, "on\n", "sys/kernel/mm/damon/admin/kdamonds/0/state");
+	fx_put(fx->root, "on\n", "sys/kernel/mm/damon/admin/kdamonds/0/state");
 	run(fx);
 	expect(fx, "conflict.damon", SYSCHECK_WARN, "scheme 1 migrate_cold to node 1",
 	       "echo off > /sys/kernel/mm/damon/admin/kdamonds/0/state");
@@ -375,7 +326,7 @@ static void test_demotion(void **state)
 {
 	struct fixture *fx = *state;
 
-	put(fx, "true\n", "sys/kernel/mm/numa/demotion_enabled");
+	fx_put(fx->root, "true\n", "sys/kernel/mm/numa/demotion_enabled");
 	run(fx);
 	/* Informative only. */
 	expect(fx, "conflict.demotion", SYSCHECK_OK, "tierd's included", NULL);
@@ -385,10 +336,10 @@ static void test_bpf_perf(void **state)
 {
 	struct fixture *fx = *state;
 
-	put(fx, "3\n", "proc/sys/kernel/perf_event_paranoid");
-	del(fx, "sys/kernel/btf/vmlinux");
-	del(fx, "sys/bus/event_source/devices/cpu/type");
-	put(fx, "[confidentiality]\n", "sys/kernel/security/lockdown");
+	fx_put(fx->root, "3\n", "proc/sys/kernel/perf_event_paranoid");
+	fx_del(fx->root, "sys/kernel/btf/vmlinux");
+	fx_del(fx->root, "sys/bus/event_source/devices/cpu/type");
+	fx_put(fx->root, "[confidentiality]\n", "sys/kernel/security/lockdown");
 	run(fx);
 	expect(fx, "perf.paranoid", SYSCHECK_WARN, "CAP_SYS_ADMIN", "kernel.perf_event_paranoid=2");
 	expect(fx, "bpf.btf", SYSCHECK_WARN, "absent", "CONFIG_DEBUG_INFO_BTF");
@@ -396,8 +347,8 @@ static void test_bpf_perf(void **state)
 	expect(fx, "kernel.lockdown", SYSCHECK_WARN, "confidentiality", "lockdown=integrity");
 
 	/* Hybrid Intel: cpu_core and cpu_atom instead of cpu. */
-	put(fx, "8\n", "sys/bus/event_source/devices/cpu_core/type");
-	del(fx, "sys/kernel/security/lockdown");
+	fx_put(fx->root, "8\n", "sys/bus/event_source/devices/cpu_core/type");
+	fx_del(fx->root, "sys/kernel/security/lockdown");
 	run(fx);
 	expect(fx, "perf.pmu", SYSCHECK_OK, "cpu_core", NULL);
 	expect(fx, "kernel.lockdown", SYSCHECK_OK, "unknown", NULL);
@@ -408,7 +359,7 @@ static void test_caps(void **state)
 	struct fixture *fx = *state;
 
 	/* A non-root user with CAP_BPF only (bit 39). */
-	put(fx,
+	fx_put(fx->root,
 	    "Name:\ttierd\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\n"
 	    "Groups:\t1000 \nCapEff:\t0000008000000000\n",
 	    "proc/self/status");
@@ -420,7 +371,7 @@ static void test_caps(void **state)
 
 	/* The device node is 0666 here (/dev/null): still usable. A root-only one is not: this
 	 * machine's own /dev/userfaultfd is 0600 root. */
-	del(fx, "dev/userfaultfd");
+	fx_del(fx->root, "dev/userfaultfd");
 	{
 		char path[PATH_MAX];
 		struct stat st;
@@ -437,8 +388,8 @@ static void test_caps(void **state)
 	}
 
 	/* A kernel before 5.8 has no CAP_BPF: CAP_SYS_ADMIN stands in. */
-	put(fx, "37\n", "proc/sys/kernel/cap_last_cap");
-	put(fx, "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nCapEff:\t0000000000200000\n", "proc/self/status");
+	fx_put(fx->root, "37\n", "proc/sys/kernel/cap_last_cap");
+	fx_put(fx->root, "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nCapEff:\t0000000000200000\n", "proc/self/status");
 	run(fx);
 	expect(fx, "cap.bpf", SYSCHECK_OK, "CAP_SYS_ADMIN held", NULL);
 	expect(fx, "cap.sys_nice", SYSCHECK_WARN, NULL, NULL);
@@ -451,7 +402,7 @@ static void test_print(void **state)
 	size_t len = 0;
 	FILE *f;
 
-	put(fx, "1\n", "proc/sys/kernel/numa_balancing");
+	fx_put(fx->root, "1\n", "proc/sys/kernel/numa_balancing");
 	run(fx);
 	f = open_memstream(&out, &len);
 	assert_non_null(f);

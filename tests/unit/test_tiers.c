@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
+
 #include "tiers.h"
 
 #define MiB (UINT64_C(1) << 20)
@@ -24,49 +26,10 @@ struct fixture {
 	char root[64];
 };
 
-static void fx_path(const struct fixture *fx, char path[PATH_MAX], const char *fmt, va_list ap)
-{
-	int n = snprintf(path, PATH_MAX, "%s/", fx->root);
-
-	assert_true(n > 0 && vsnprintf(path + n, (size_t)(PATH_MAX - n), fmt, ap) < PATH_MAX - n);
-}
-
-/* Writes root/<rel> with `content`, creating parent directories. */
-__attribute__((format(printf, 3, 4))) static void put(const struct fixture *fx, const char *content,
-						      const char *fmt, ...)
-{
-	char path[PATH_MAX];
-	va_list ap;
-	FILE *f;
-
-	va_start(ap, fmt);
-	fx_path(fx, path, fmt, ap);
-	va_end(ap);
-	for (char *p = path + strlen(fx->root) + 1; (p = strchr(p, '/')); p++) {
-		*p = '\0';
-		assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
-		*p = '/';
-	}
-	f = fopen(path, "we");
-	assert_non_null(f);
-	fputs(content, f);
-	assert_int_equal(fclose(f), 0);
-}
-
-__attribute__((format(printf, 2, 3))) static void del(const struct fixture *fx, const char *fmt, ...)
-{
-	char path[PATH_MAX];
-	va_list ap;
-
-	va_start(ap, fmt);
-	fx_path(fx, path, fmt, ap);
-	va_end(ap);
-	assert_int_equal(unlink(path), 0);
-}
 
 static void put_online(const struct fixture *fx, const char *list)
 {
-	put(fx, list, "devices/system/node/online");
+	fx_put(fx->root, list, "devices/system/node/online");
 }
 
 /* A node as the kernel shows it; sizes in MiB, huge page pools left out when both are 0. */
@@ -76,7 +39,7 @@ static void put_node(const struct fixture *fx, int id, const char *cpulist, uint
 	char buf[1024];
 
 	snprintf(buf, sizeof(buf), "%s\n", cpulist);
-	put(fx, buf, "devices/system/node/node%d/cpulist", id);
+	fx_put(fx->root, buf, "devices/system/node/node%d/cpulist", id);
 	snprintf(buf, sizeof(buf),
 		 "Node %d MemTotal:       %8llu kB\n"
 		 "Node %d MemFree:        %8llu kB\n"
@@ -85,9 +48,9 @@ static void put_node(const struct fixture *fx, int id, const char *cpulist, uint
 		 "Node %d HugePages_Total:    0\n",
 		 id, (unsigned long long)total_mib * 1024, id, (unsigned long long)free_mib * 1024, id,
 		 (unsigned long long)(total_mib - free_mib) * 1024, id, id);
-	put(fx, buf, "devices/system/node/node%d/meminfo", id);
+	fx_put(fx->root, buf, "devices/system/node/node%d/meminfo", id);
 	snprintf(buf, sizeof(buf), "%s\n", distance);
-	put(fx, buf, "devices/system/node/node%d/distance", id);
+	fx_put(fx->root, buf, "devices/system/node/node%d/distance", id);
 }
 
 static void put_huge(const struct fixture *fx, int id, unsigned size_kb, unsigned nr, unsigned nfree)
@@ -95,9 +58,9 @@ static void put_huge(const struct fixture *fx, int id, unsigned size_kb, unsigne
 	char buf[32];
 
 	snprintf(buf, sizeof(buf), "%u\n", nr);
-	put(fx, buf, "devices/system/node/node%d/hugepages/hugepages-%ukB/nr_hugepages", id, size_kb);
+	fx_put(fx->root, buf, "devices/system/node/node%d/hugepages/hugepages-%ukB/nr_hugepages", id, size_kb);
 	snprintf(buf, sizeof(buf), "%u\n", nfree);
-	put(fx, buf, "devices/system/node/node%d/hugepages/hugepages-%ukB/free_hugepages", id, size_kb);
+	fx_put(fx->root, buf, "devices/system/node/node%d/hugepages/hugepages-%ukB/free_hugepages", id, size_kb);
 }
 
 static void put_memtier(const struct fixture *fx, int k, const char *nodelist)
@@ -105,10 +68,10 @@ static void put_memtier(const struct fixture *fx, int k, const char *nodelist)
 	char buf[64];
 
 	snprintf(buf, sizeof(buf), "%s\n", nodelist);
-	put(fx, buf, "devices/virtual/memory_tiering/memory_tier%d/nodelist", k);
+	fx_put(fx->root, buf, "devices/virtual/memory_tiering/memory_tier%d/nodelist", k);
 	/* The real directory also holds these; they must be ignored. */
-	put(fx, "", "devices/virtual/memory_tiering/memory_tier%d/uevent", k);
-	put(fx, "", "devices/virtual/memory_tiering/power/autosuspend_delay_ms");
+	fx_put(fx->root, "", "devices/virtual/memory_tiering/memory_tier%d/uevent", k);
+	fx_put(fx->root, "", "devices/virtual/memory_tiering/power/autosuspend_delay_ms");
 }
 
 static int setup(void **state)
@@ -126,18 +89,11 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int teardown(void **state)
 {
 	struct fixture *fx = *state;
-	int r = nftw(fx->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	int r = fx_rmtree(fx->root);
 
 	free(fx);
 	return r;
@@ -413,37 +369,37 @@ static void test_malformed(void **state)
 		char row[32];
 
 		snprintf(row, sizeof(row), "%s\n", bad_dist[i]);
-		put(fx, row, "devices/system/node/node1/distance");
+		fx_put(fx->root, row, "devices/system/node/node1/distance");
 		assert_int_equal(tiers_discover(fx->root, &t), -EINVAL);
 	}
-	put(fx, "20 10\n", "devices/system/node/node1/distance");
+	fx_put(fx->root, "20 10\n", "devices/system/node/node1/distance");
 
 	/* meminfo: missing, a key missing, garbage value, wrong node, wrong unit. */
-	del(fx, "devices/system/node/node1/meminfo");
+	fx_del(fx->root, "devices/system/node/node1/meminfo");
 	assert_int_equal(tiers_discover(fx->root, &t), -ENOENT);
-	put(fx, "Node 1 MemTotal: 1048576 kB\n", "devices/system/node/node1/meminfo");
+	fx_put(fx->root, "Node 1 MemTotal: 1048576 kB\n", "devices/system/node/node1/meminfo");
 	assert_int_equal(tiers_discover(fx->root, &t), -EINVAL);
-	put(fx, "Node 1 MemTotal: lots kB\nNode 1 MemFree: 1 kB\n", "devices/system/node/node1/meminfo");
+	fx_put(fx->root, "Node 1 MemTotal: lots kB\nNode 1 MemFree: 1 kB\n", "devices/system/node/node1/meminfo");
 	assert_int_equal(tiers_discover(fx->root, &t), -EINVAL);
-	put(fx, "Node 0 MemTotal: 1 kB\nNode 0 MemFree: 1 kB\n", "devices/system/node/node1/meminfo");
+	fx_put(fx->root, "Node 0 MemTotal: 1 kB\nNode 0 MemFree: 1 kB\n", "devices/system/node/node1/meminfo");
 	assert_int_equal(tiers_discover(fx->root, &t), -EINVAL);
-	put(fx, "Node 1 MemTotal: 1 MB\nNode 1 MemFree: 1 kB\n", "devices/system/node/node1/meminfo");
+	fx_put(fx->root, "Node 1 MemTotal: 1 MB\nNode 1 MemFree: 1 kB\n", "devices/system/node/node1/meminfo");
 	assert_int_equal(tiers_discover(fx->root, &t), -EINVAL);
-	put(fx, "Node 1 MemTotal: 99999999999999999999 kB\nNode 1 MemFree: 1 kB\n",
+	fx_put(fx->root, "Node 1 MemTotal: 99999999999999999999 kB\nNode 1 MemFree: 1 kB\n",
 	    "devices/system/node/node1/meminfo");
 	assert_int_equal(tiers_discover(fx->root, &t), -EINVAL);
-	put(fx, "Node 1 MemTotal: 1024 kB\nNode 1 MemFree: 512 kB\n", "devices/system/node/node1/meminfo");
+	fx_put(fx->root, "Node 1 MemTotal: 1024 kB\nNode 1 MemFree: 512 kB\n", "devices/system/node/node1/meminfo");
 	assert_int_equal(tiers_discover(fx->root, &t), 0);
 	assert_int_equal(tiers_node(&t, 1)->free_bytes, 512 * 1024);
 
 	/* A node directory missing its cpulist; a huge page count with garbage. */
-	del(fx, "devices/system/node/node1/cpulist");
+	fx_del(fx->root, "devices/system/node/node1/cpulist");
 	assert_int_equal(tiers_discover(fx->root, &t), -ENOENT);
-	put(fx, "\n", "devices/system/node/node1/cpulist");
+	fx_put(fx->root, "\n", "devices/system/node/node1/cpulist");
 	put_huge(fx, 1, 2048, 4, 4);
-	put(fx, "4x\n", "devices/system/node/node1/hugepages/hugepages-2048kB/free_hugepages");
+	fx_put(fx->root, "4x\n", "devices/system/node/node1/hugepages/hugepages-2048kB/free_hugepages");
 	assert_int_equal(tiers_discover(fx->root, &t), -EINVAL);
-	put(fx, "4\n", "devices/system/node/node1/hugepages/hugepages-2048kB/free_hugepages");
+	fx_put(fx->root, "4\n", "devices/system/node/node1/hugepages/hugepages-2048kB/free_hugepages");
 	assert_int_equal(tiers_discover(fx->root, &t), 0);
 	assert_int_equal(tiers_node(&t, 1)->huge_free_2m, 4);
 
@@ -488,7 +444,7 @@ static void test_refresh(void **state)
 
 	/* A node whose files vanished: error, nothing changed (not even the nodes read before it). */
 	put_node(fx, 0, "0-1", 1024, 50, "10 20");
-	del(fx, "devices/system/node/node1/meminfo");
+	fx_del(fx->root, "devices/system/node/node1/meminfo");
 	saved = t;
 	assert_int_equal(tiers_refresh(fx->root, &t), -ENOENT);
 	assert_memory_equal(&t, &saved, sizeof(t));
