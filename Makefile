@@ -244,6 +244,17 @@ check-vm: all $(VM_TESTS) $(KERNEL_TESTS) $(TEST_HELPERS)
 			|| rc=1; \
 	done; exit $$rc
 
+# The chaos loop at length (tests/kernel/test_chaos.c, docs/chaos.md): tierd killed CHAOS_CYCLES
+# times and stopped CHAOS_STOP_CYCLES times under checksummed clients (make check runs 10 kills
+# and no stop: see docs/chaos.md).
+# CHAOS_SEED=N replays the schedule of a failed run (each run prints its seed).
+CHAOS_CYCLES      ?= 100
+CHAOS_STOP_CYCLES ?= 20
+.PHONY: chaos
+chaos: all $(BUILD)/tests/kernel/test_chaos $(TEST_HELPERS)
+	$(Q)CHAOS_CYCLES=$(CHAOS_CYCLES) CHAOS_STOP_CYCLES=$(CHAOS_STOP_CYCLES) BUILD=$(BUILD) \
+		TEST_TIMEOUT=900 tests/run.sh $(BUILD)/tests/kernel/test_chaos
+
 demo-vm: all
 	$(Q)BUILD=$(BUILD) tests/vm/run-vm.sh --nodes 2 --timeout 600 -- tools/demo.sh
 
@@ -327,8 +338,10 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '2,5p' Makefile | sed 's/^# //'
+	@sed -n '2,4p' Makefile | sed 's/^# //'
 	@echo "  SANITIZE=1 builds and tests under ASan/UBSan in build/san/; V=1 shows commands."
 	@echo "  make fuzz       libFuzzer (clang) on each target for FUZZ_SECONDS (60); docs/fuzzing.md"
+	@echo "  make chaos      tierd killed 100 times and stopped 20 under checksummed clients;"
+	@echo "                  CHAOS_SEED=N replays a run (docs/chaos.md)"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -7,10 +7,15 @@
  * their counters and verify every access, uffd-stress style; at the end every word of every page
  * is verified. Exit: 0 ok, 1 data error, 2 usage/setup, 3 not tracked in time, 4 no re-attach,
  * 5 an access stalled longer than --max-stall-ms.
+ *
+ * SIGUSR1 ends the run early, as if --ms had passed (every page is still verified): a test that
+ * cannot know in advance how long its chaos lasts gives a long --ms and signals the end (to the
+ * parent only: --fork children run their --ms).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -35,7 +40,11 @@ static struct {
 static uint8_t *base;
 static size_t page_size, npages, nslots;
 static atomic_ullong accesses, errors, max_stall_us;
+/* When the longest stall ended (CLOCK_MONOTONIC, ms), to line it up with a test's own events. */
+static atomic_ullong max_stall_end_ms;
 static atomic_bool stop;
+/* Set by SIGUSR1: the run ends now (the handler only stores; the main thread polls it). */
+static volatile sig_atomic_t ended;
 
 static inline uint64_t pattern(uint64_t page, uint64_t w)
 {
@@ -112,11 +121,26 @@ static void *work(void *arg)
 		*word(page, 0) = wk->expect[k];
 		atomic_fetch_add_explicit(&accesses, 1, memory_order_relaxed);
 		now = mono_usec();
-		if (now - last > atomic_load(&max_stall_us))
+		if (now - last > atomic_load(&max_stall_us)) {
+			/* A new longest stall past the bound is said when it ends, with the time
+			 * (CLOCK_MONOTONIC, like mono_usec), so a test can tell which of its events
+			 * it followed. */
+			if (o.max_stall_ms && now - last > (uint64_t)o.max_stall_ms * 1000)
+				fprintf(stderr, "tier-client: pid %d: an access stalled %.1f ms (ended "
+						"at %llu ms)\n", (int)getpid(), (double)(now - last) / 1000.0,
+					(unsigned long long)now / 1000);
 			atomic_store(&max_stall_us, now - last);
+			atomic_store(&max_stall_end_ms, now / 1000);
+		}
 		last = now;
 	}
 	return NULL;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	ended = 1;
 }
 
 static int run_workers(unsigned proc_index)
@@ -134,7 +158,7 @@ static int run_workers(unsigned proc_index)
 		w[t].rng = 0x1234567ull + w[t].slot * 7919ull + (uint64_t)getpid();
 		pthread_create(&w[t].th, NULL, work, &w[t]);
 	}
-	while (mono_usec() - t0 < (uint64_t)o.ms * 1000)
+	while (mono_usec() - t0 < (uint64_t)o.ms * 1000 && !ended)
 		msleep(10);
 	atomic_store(&stop, true);
 	for (unsigned t = 0; t < o.threads; t++)
@@ -184,6 +208,9 @@ int main(int argc, char **argv)
 		}
 	}
 	if (o.threads == 0 || o.mib == 0 || o.hot_pct == 0 || o.hot_pct > 100)
+		return 2;
+	/* Installed first: a SIGUSR1 sent as soon as the test sees the client must not kill it. */
+	if (sigaction(SIGUSR1, &(struct sigaction){ .sa_handler = on_usr1 }, NULL) < 0)
 		return 2;
 	to.kind = o.kind;
 	to.size = o.mib << 20;
@@ -238,11 +265,12 @@ int main(int argc, char **argv)
 	tier_segment_info(seg, &info);
 	acc = atomic_load(&accesses);
 	printf("tier-client: pid=%d kind=%s accesses=%llu errors=%llu max_stall_ms=%.1f state=%d "
-	       "attaches=%llu detaches=%llu guardian=%llu zaps=%llu\n",
+	       "attaches=%llu detaches=%llu guardian=%llu zaps=%llu max_stall_end_ms=%llu\n",
 	       (int)getpid(), o.kind == TIER_HUGETLB ? "hugetlb" : "shmem", acc,
 	       (unsigned long long)atomic_load(&errors), atomic_load(&max_stall_us) / 1000.0,
 	       info.state, (unsigned long long)info.attaches, (unsigned long long)info.detaches,
-	       (unsigned long long)info.guardian_detaches, (unsigned long long)info.zaps);
+	       (unsigned long long)info.guardian_detaches, (unsigned long long)info.zaps,
+	       (unsigned long long)atomic_load(&max_stall_end_ms));
 	if (rc == 0 && acc == 0)
 		rc = 1;
 	if (rc == 0 && o.min_attaches && info.attaches < o.min_attaches)
