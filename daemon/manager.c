@@ -131,13 +131,16 @@ int manager_new(const struct tierd_config *cfg, struct manager **ret)
 	r = manager_tiers_init(m);
 	if (r < 0)
 		goto fail;
-	manager_bpf_start(m);
 	r = setup_socket(m);
 	if (r < 0)
 		goto fail;
 	r = epoll_add(m, m->listen_fd, EPOLLIN, &m->listen_watch);
 	if (r < 0)
 		goto fail;
+	/* After the socket listens: loading takes ~0.1 s (libbpf reads the kernel's BTF), and a
+	 * client that restarts with tierd waits in the backlog meanwhile instead of being refused
+	 * and backing off. Before any attach: the loop serves none yet. */
+	manager_bpf_start(m);
 
 	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (m->timer_fd < 0) {
