@@ -145,7 +145,11 @@ $(BUILD)/tierd-sim: $(call obj,tools/tierd-sim.c $(SIM_SRC) $(POLICY_SRC) daemon
 
 $(BUILD)/tierd-%: $(call obj,tools/tierd-%.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lnuma -lm
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lnuma -lm $(LDLIBS_EXTRA)
+
+# tierd-bench's bpf_overhead drives the eBPF loader directly.
+$(BUILD)/tierd-bench: $(call obj,daemon/bpf.c daemon/log.c)
+$(BUILD)/tierd-bench: LDLIBS_EXTRA := $(LIBS_BPF) $(LIBS_D)
 
 $(BUILD)/tierctl: $(call obj,tools/tierctl.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
