@@ -19,6 +19,13 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
+/* tierd's pid namespace (the nsfs dev and inode of /proc/self/ns/pid), set by the loader before
+ * load: tierd knows its clients by the pids SO_PEERCRED gives, which are numbers in its own
+ * namespace, so faults are attributed to tgids as that namespace sees them (under systemd-nspawn
+ * or in a container they differ from the kernel's global ones). */
+const volatile __u64 pidns_dev = 0;
+const volatile __u64 pidns_ino = 0;
+
 /* tgid → its ranges; written by tierd on attach/detach only. Sized for max_clients' worth of
  * processes in the loader (set before load). */
 struct {
@@ -76,9 +83,15 @@ static void count_page(__u32 seg, __u64 page)
 SEC("tp_btf/page_fault_user")
 int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsigned long error_code)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct bpf_pidns_info ns;
 	struct tierd_bpf_proc *p;
+	__u32 tgid;
 
+	/* Fails for a task whose pid namespace is not tierd's: it cannot be one of its clients
+	 * (a client in a namespace nested below tierd's is not counted either). */
+	if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
+		return 0;
+	tgid = ns.tgid;
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (!p)
 		return 0;

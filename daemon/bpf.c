@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -67,6 +68,7 @@ static const char *perm_hint(int err)
 int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *why, size_t whylen)
 {
 	struct tierd_bpf *b;
+	struct stat ns;
 	int r;
 
 	libbpf_set_print(libbpf_print);
@@ -114,6 +116,15 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 		snprintf(why, whylen, "sizing the maps failed: %s", strerror(-r));
 		goto fail;
 	}
+	/* Knobs are read-only data, fixed before load: the verifier sees them as constants. */
+	if (stat("/proc/self/ns/pid", &ns) < 0) {
+		r = -errno;
+		snprintf(why, whylen, "cannot read tierd's pid namespace (/proc/self/ns/pid): %s",
+			 strerror(-r));
+		goto fail;
+	}
+	b->skel->rodata->pidns_dev = (uint64_t)ns.st_dev;
+	b->skel->rodata->pidns_ino = (uint64_t)ns.st_ino;
 	r = fault_bpf__load(b->skel);
 	if (r < 0) {
 		snprintf(why, whylen, "loading the BPF program failed: %s%s", strerror(-r), perm_hint(r));

@@ -24,7 +24,7 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 /* Detaches and frees; NULL-safe. Returns NULL. */
 struct tierd_bpf *tierd_bpf_free(struct tierd_bpf *b);
 
-/* Counts the faults of process `tgid` in [start, start + length), a mapping of segment `seg` from
+/* Counts the faults of process `tgid` (as tierd's pid namespace numbers it) in [start, start + length), a mapping of segment `seg` from
  * its page 0 in pages of page_size bytes (a power of two). Returns 0, -ENOSPC when the process
  * already has TIERD_BPF_MAX_RANGES ranges, -EINVAL for a bad page size, or the bpf(2) error. */
 int tierd_bpf_track(struct tierd_bpf *b, uint32_t tgid, uint64_t start, uint64_t length, uint32_t seg,
