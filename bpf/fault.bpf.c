@@ -75,8 +75,8 @@ static void count_page(__u32 seg, __u64 page)
 	}
 	if (err) {
 		v = bpf_map_lookup_elem(&overflow, &zero);
-		if (v)
-			*v += 1; /* this CPU's own slot, and faults do not nest on a CPU */
+		if (v) /* this CPU's slot; atomic all the same: the program may be preempted */
+			__sync_fetch_and_add(v, 1);
 	}
 }
 
