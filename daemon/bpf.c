@@ -27,7 +27,8 @@ struct tierd_bpf {
 	struct fault_bpf *skel;
 	int counts_fd, procs_fd, overflow_fd;
 	uint32_t map_entries;
-	struct tierd_bpf_page_key *keys; /* map_entries keys: one drain's worth */
+	struct tierd_bpf_page_key *keys; /* map_entries keys and counts: one drain's worth */
+	uint64_t *values;
 	int ncpus;
 	uint64_t *percpu; /* ncpus values of the overflow counter */
 };
@@ -55,6 +56,7 @@ struct tierd_bpf *tierd_bpf_free(struct tierd_bpf *b)
 		return NULL;
 	fault_bpf__destroy(b->skel);
 	free(b->keys);
+	free(b->values);
 	free(b->percpu);
 	free(b);
 	return NULL;
@@ -89,6 +91,7 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 		return -ENOMEM;
 	b->map_entries = o->map_entries;
 	b->keys = calloc(o->map_entries, sizeof(*b->keys));
+	b->values = calloc(o->map_entries, sizeof(*b->values));
 	b->ncpus = libbpf_num_possible_cpus();
 	if (b->ncpus <= 0) {
 		r = b->ncpus < 0 ? b->ncpus : -EINVAL;
@@ -96,7 +99,7 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 		goto fail;
 	}
 	b->percpu = calloc((size_t)b->ncpus, sizeof(*b->percpu));
-	if (!b->keys || !b->percpu) {
+	if (!b->keys || !b->values || !b->percpu) {
 		r = -ENOMEM;
 		snprintf(why, whylen, "out of memory");
 		goto fail;
@@ -199,30 +202,31 @@ int tierd_bpf_untrack(struct tierd_bpf *b, uint32_t tgid, uint64_t start)
 
 int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)
 {
-	uint32_t n = 0;
-	void *prev = NULL;
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	uint32_t token = 0, n = 0;
+	bool first = true, done = false;
 
-	/* Collect the keys first, then take each out: deleting while walking a hash restarts the
-	 * walk from its first bucket. The map holds at most map_entries keys. */
-	while (n < b->map_entries) {
-		if (bpf_map_get_next_key(b->counts_fd, prev, &b->keys[n]) < 0) {
-			if (errno != ENOENT)
+	/* Batches of whole hash buckets, each read and deleted under its bucket lock: a handful of
+	 * syscalls per epoch, where a lookup-and-delete per entry cost two syscalls per page (tens
+	 * of thousands per epoch under load). Loses at most a fault that races its entry's delete
+	 * (the program already held the value's address): the ε of the tests. */
+	while (!done && n < b->map_entries) {
+		uint32_t count = b->map_entries - n;
+
+		if (bpf_map_lookup_and_delete_batch(b->counts_fd, first ? NULL : &token, &token,
+						    b->keys + n, b->values + n, &count, &opts) < 0) {
+			/* ENOENT: the last buckets, count says what they held. Anything else
+			 * (ENOSPC: a bucket refilled meanwhile outgrew the room left) ends this
+			 * drain; what was taken out is still handed over, the rest waits. */
+			if (errno != ENOENT && n == 0)
 				return -errno;
-			break; /* the end of the map */
+			done = true;
 		}
-		prev = &b->keys[n];
-		n++;
+		first = false;
+		n += count;
 	}
-	for (uint32_t i = 0; i < n; i++) {
-		uint64_t count;
-
-		/* Taken out in one call, so a fault arriving later starts a new entry for the next
-		 * drain. Only a fault whose program already held the value's address when it was
-		 * deleted is lost: the ε of the tests, never a systematic loss. */
-		if (bpf_map_lookup_and_delete_elem(b->counts_fd, &b->keys[i], &count) < 0)
-			continue; /* gone already: nothing to hand out */
-		fn(ctx, b->keys[i].seg, b->keys[i].page, count);
-	}
+	for (uint32_t i = 0; i < n; i++)
+		fn(ctx, b->keys[i].seg, b->keys[i].page, b->values[i]);
 	return (int)n;
 }
 

@@ -33,9 +33,9 @@ int tierd_bpf_track(struct tierd_bpf *b, uint32_t tgid, uint64_t start, uint64_t
 int tierd_bpf_untrack(struct tierd_bpf *b, uint32_t tgid, uint64_t start);
 
 typedef void (*tierd_bpf_sample_fn)(void *ctx, uint32_t seg, uint64_t page, uint64_t count);
-/* Hands every counted (segment, page) to fn and deletes it (each entry is read and deleted in one
- * call: a fault counted while the drain runs lands in this drain or the next, save one that races
- * the delete itself). Returns the entries drained or a negative errno. */
+/* Hands every counted (segment, page) to fn and deletes it (read and deleted together, a bucket at
+ * a time: a fault counted while the drain runs lands in this drain or the next, save one that
+ * races the delete itself). Returns the entries drained or a negative errno. */
 int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx);
 /* Faults that found the count map full since load (all CPUs). Returns 0 or a negative errno. */
 int tierd_bpf_overflow(const struct tierd_bpf *b, uint64_t *ret);
