@@ -42,6 +42,20 @@ LIBS_D   := $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null || echo -lsystem
             $(shell $(PKG_CONFIG) --libs inih 2>/dev/null || echo -linih) -lm
 LIBS_JSON := $(shell $(PKG_CONFIG) --libs json-c 2>/dev/null || echo -ljson-c)
 LIBS_T   := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
+# libbpf's .pc lists libelf and zlib as private: the static form names everything it needs.
+LIBS_BPF := $(shell $(PKG_CONFIG) --libs --static libbpf 2>/dev/null || echo -lbpf -lelf -lz)
+
+# eBPF programs (bpf/*.bpf.c): clang → $(BUILD)/bpf/NAME.bpf.o → bpftool gen skeleton →
+# NAME.skel.h, which the loader (daemon/bpf.c) includes; vmlinux.h comes from the running
+# kernel's BTF (CO-RE: the object relocates itself on any kernel with BTF).
+BPF_CLANG  ?= clang
+BPFTOOL    ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+BPF_ARCH   := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/' -e 's/ppc64le/powerpc/' \
+		-e 's/s390x/s390/' -e 's/riscv64/riscv/')
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -Wall -Werror -I$(BUILD)/bpf -Ibpf
+BPF_PROGS  := fault
+BPF_SKELS  := $(patsubst %,$(BUILD)/bpf/%.skel.h,$(BPF_PROGS))
 
 ifeq ($(V),0)
 Q = @
@@ -59,7 +73,7 @@ SIM_SRC    := policy/sim.c
 DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
               daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c daemon/config.c \
               daemon/policyd.c daemon/record.c daemon/metrics.c daemon/events.c daemon/syscheck.c \
-              $(POLICY_SRC)
+              daemon/bpf.c daemon/sampler.c $(POLICY_SRC)
 LIBTIER_SRC := lib/libtier.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -90,7 +104,29 @@ $(BUILD)/obj/%.o: %.c
 
 $(TIERD): $(call obj,$(DAEMON_SRC) $(COMMON_SRC))
 	$(call say,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_D) $(LIBS_BPF)
+
+# No checked-in vmlinux.h yet: a machine without kernel BTF cannot build the samplers (and could
+# not run them either). VMLINUX_BTF=FILE names another kernel's BTF.
+$(BUILD)/bpf/vmlinux.h:
+	$(call say,GEN,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)if [ ! -r $(VMLINUX_BTF) ]; then \
+		echo "error: no kernel BTF at $(VMLINUX_BTF) (a kernel built with CONFIG_DEBUG_INFO_BTF=y):" \
+			"cannot generate $@; set VMLINUX_BTF=FILE to another kernel's BTF" >&2; exit 1; fi
+	$(Q)$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c >$@
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c bpf/tierd.bpf.h $(BUILD)/bpf/vmlinux.h
+	$(call say,BPF,$@)
+	$(Q)$(BPF_CLANG) $(BPF_CFLAGS) -c -o $@ $<
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	$(call say,GENSKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $*_bpf >$@
+
+# The loader includes the generated skeletons (and the shared header from bpf/).
+$(BUILD)/obj/daemon/bpf.o: CPPFLAGS += -I$(BUILD)/bpf -Ibpf
+$(BUILD)/obj/daemon/bpf.o: $(BPF_SKELS)
 
 $(LIBTIER_SO): $(call obj,$(LIBTIER_SRC) $(COMMON_SRC)) lib/libtier.map
 	$(call say,LINK,$@)
@@ -109,7 +145,11 @@ $(BUILD)/tierd-sim: $(call obj,tools/tierd-sim.c $(SIM_SRC) $(POLICY_SRC) daemon
 
 $(BUILD)/tierd-%: $(call obj,tools/tierd-%.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lnuma -lm
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lnuma -lm $(LDLIBS_EXTRA)
+
+# tierd-bench's bpf_overhead drives the eBPF loader directly.
+$(BUILD)/tierd-bench: $(call obj,daemon/bpf.c daemon/log.c)
+$(BUILD)/tierd-bench: LDLIBS_EXTRA := $(LIBS_BPF) $(LIBS_D)
 
 $(BUILD)/tierctl: $(call obj,tools/tierctl.c) $(LIBTIER_A)
 	$(call say,LINK,$@)
@@ -177,6 +217,10 @@ $(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBT
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread $(LDLIBS_EXTRA)
+
+# test_bpf drives the loader directly.
+$(BUILD)/tests/kernel/test_bpf: $(call obj,daemon/bpf.c daemon/log.c)
+$(BUILD)/tests/kernel/test_bpf: LDLIBS_EXTRA := $(LIBS_BPF) $(LIBS_D)
 
 # test_tierctl parses tierctl's JSON with json-c.
 $(BUILD)/tests/kernel/test_tierctl: LDLIBS_EXTRA := $(LIBS_JSON)

@@ -190,6 +190,7 @@ int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_a
 	c->nattach++;
 	if (new_seg)
 		manager_policy_seg_add(m, seg);
+	manager_bpf_track(m, a);
 	*ret = a;
 	return 0;
 
@@ -220,6 +221,7 @@ void attachment_release(struct manager *m, struct attachment *a)
 	if (a->dead)
 		return;
 	a->dead = true;
+	manager_bpf_untrack(m, a);
 	if (a->uffd >= 0) {
 		(void)epoll_ctl(m->epfd, EPOLL_CTL_DEL, a->uffd, NULL);
 		release_ranges(a);
@@ -650,6 +652,8 @@ void manager_epoch(struct manager *m)
 			region_set_adapt(&s->regions, m->cfg.merge_delta);
 		active += s->nattach > 0;
 	}
+	/* The epoch's eBPF samples reach the policy with its faults, before it decides. */
+	manager_bpf_drain(m);
 	/* The policy decides (and placement runs) on closed windows' scores, before new windows
 	 * are zapped. */
 	manager_placement(m);

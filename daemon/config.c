@@ -43,6 +43,10 @@ void tierd_config_defaults(struct tierd_config *cfg)
 		.heartbeat_ms = 250,
 		.max_clients = 4096,
 		.max_attach_per_client = 64,
+		.bpf = true,
+		/* 64 Ki pages (256 MiB of 4 KiB pages touched per epoch) in ~5 MiB of kernel memory;
+		 * beyond that faults are still counted, as overflow. */
+		.bpf_map_entries = 65536,
 		/* A client more than 4 epochs behind on zaps is skipped until it catches up. */
 		.max_zaps_in_flight = 4,
 		.uffd_dev_path = "/dev/userfaultfd",
@@ -98,6 +102,8 @@ static const struct key keys[] = {
 	{ "sampling", "window_kib", K_BYTES, F(window_bytes), 4, 1 << 20, 1024 },
 	{ "sampling", "max_regions", K_U32, F(max_regions), 10, 65536, 0 },
 	{ "sampling", "hot_threshold", K_FLOAT, F(hot_threshold), 0.001, 1, 0 },
+	{ "sampling", "bpf", K_BOOL, F(bpf), 0, 0, 0 },
+	{ "sampling", "bpf_map_entries", K_U32, F(bpf_map_entries), 16, 1 << 24, 0 },
 	{ "migration", "enabled", K_BOOL, F(migrate), 0, 0, 0 },
 	{ "migration", "mode", K_MODE, F(migrate_how), 0, 0, 0 },
 	{ "migration", "rate_limit_mbps", K_U32, F(rate_limit_mbps), 1, 1000000, 0 },

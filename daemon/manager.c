@@ -26,6 +26,7 @@
 #include "../lib/proto.h"
 #include "config.h"
 #include "host.h"
+#include "bpf.h"
 #include "log.h"
 
 static int epoll_add(struct manager *m, int fd, uint32_t events, struct watch *w)
@@ -136,6 +137,10 @@ int manager_new(const struct tierd_config *cfg, struct manager **ret)
 	r = epoll_add(m, m->listen_fd, EPOLLIN, &m->listen_watch);
 	if (r < 0)
 		goto fail;
+	/* After the socket listens: loading takes ~0.1 s (libbpf reads the kernel's BTF), and a
+	 * client that restarts with tierd waits in the backlog meanwhile instead of being refused
+	 * and backing off. Before any attach: the loop serves none yet. */
+	manager_bpf_start(m);
 
 	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (m->timer_fd < 0) {
@@ -479,10 +484,11 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 	size_t cap = sizeof(buf) - sizeof(*hdr) - 64, len = 0;
 	const struct manager_stats *s = &m->stats;
 	bool first = true, cut = false;
-	char policy_js[700];
+	char policy_js[700], samplers_js[400];
 	unsigned nlisted;
 
 	manager_policy_status(m, policy_js, sizeof(policy_js));
+	manager_bpf_status(m, samplers_js, sizeof(samplers_js));
 
 	json_add(js, cap, &len,
 		 "{\"version\":%u,\"pid\":%d,\"uptime_s\":%.1f,\"epoch\":%u,\"numa_nodes\":%d,"
@@ -502,7 +508,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 ",\"mode\":\"%s\",\"batches\":%" PRIu64 ",\"batch_timeouts\":%" PRIu64
 		 ",\"faults_held\":%" PRIu64 ",\"move_all_fallback\":%" PRIu64 ",\"passes\":%" PRIu64
 		 ",\"pass_usec_last\":%" PRIu64 ",\"pass_usec_max\":%" PRIu64 "},\"policy\":%s,"
-		 "\"recording\":%s,\"mode\":\"%s\",\"events\":%" PRIu64 ",",
+		 "\"recording\":%s,\"mode\":\"%s\",\"events\":%" PRIu64 ",\"samplers\":%s,",
 		 TIERD_PROTO_VERSION, (int)getpid(), (double)(now_usec() - m->started_usec) / 1e6,
 		 m->epoch, m->topo.nnodes, m->cfg.epoch_ms, m->cfg.max_windows, m->cfg.rate_limit_mbps,
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", m->cfg.migrate ? "true" : "false", m->nclients, s->faults, s->first_touch_faults,
@@ -516,7 +522,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", s->batches, s->batch_timeouts,
 		 s->faults_held, m->mstats.fallback_pages, m->mstats.passes, m->mstats.pass_usec_last,
 		 m->mstats.pass_usec_max, policy_js, m->trace ? "true" : "false",
-		 config_mode_name(m->cfg.mode), m->events_next);
+		 config_mode_name(m->cfg.mode), m->events_next, samplers_js);
 	/* The tiers, node by node (tierctl tiers), and the clients (tierctl clients). */
 	json_add(js, cap, &len, "\"tier_list\":[");
 	for (unsigned t = 0; t < m->topo.ntiers; t++) {
@@ -952,6 +958,10 @@ static void manager_reload(struct manager *m)
 		log_warning("Reload: daemon.socket changes only at restart (still %s)", m->cfg.socket_path);
 	if (n.shmem_register_whole != m->cfg.shmem_register_whole)
 		log_warning("Reload: clients.shmem_registration changes only at restart");
+	if (n.bpf != m->cfg.bpf || n.bpf_map_entries != m->cfg.bpf_map_entries)
+		log_warning("Reload: sampling.bpf and sampling.bpf_map_entries change only at restart");
+	n.bpf = m->cfg.bpf;
+	n.bpf_map_entries = m->cfg.bpf_map_entries;
 	snprintf(n.socket_path, sizeof(n.socket_path), "%s", m->cfg.socket_path);
 	n.shmem_register_whole = m->cfg.shmem_register_whole;
 	n.sysfs_root = m->cfg.sysfs_root;
@@ -1071,6 +1081,7 @@ struct manager *manager_free(struct manager *m)
 	if (m->epfd >= 0)
 		close(m->epfd);
 	manager_record_stop(m);
+	m->bpf = tierd_bpf_free(m->bpf);
 	manager_policy_flush(m);
 	policy_close(m->policy);
 	if (m->decision_log)

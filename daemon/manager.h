@@ -41,6 +41,8 @@ struct tierd_config {
 	float merge_delta;
 	uint32_t heartbeat_ms;      /* how often clients ping */
 	bool shmem_register_whole;  /* register whole 4K mappings instead of per window */
+	bool bpf;                   /* the eBPF page-fault counter (daemon/bpf.c), when the host allows */
+	uint32_t bpf_map_entries;   /* distinct pages it counts per epoch; more go to its overflow */
 	uint32_t max_clients;
 	uint32_t max_attach_per_client;
 	uint32_t max_zaps_in_flight; /* ZAP batches unacknowledged per attachment before it is skipped */
@@ -157,6 +159,9 @@ struct manager_stats {
 	uint64_t clients_accepted, clients_refused, clients_dropped, attach_refused;
 	uint64_t register_errors, epochs;
 	uint64_t batches, batch_timeouts, faults_held; /* zap-then-move batches */
+	/* The eBPF page-fault counter: faults drained (sum of the counts) and those it could not
+	 * attribute (map full: read from the kernel; segment gone or page out of range: here). */
+	uint64_t bpf_samples, bpf_overflow, bpf_unmatched;
 };
 
 struct manager {
@@ -212,6 +217,9 @@ struct manager {
 	struct mig_event events_ring[EVENTS_RING];
 	uint64_t events_next;
 	struct trace_writer *trace; /* recording (tierctl record) */
+	/* The eBPF samplers (bpf.c): NULL when off, and then bpf_off_why says why. */
+	struct tierd_bpf *bpf;
+	char bpf_off_why[192];
 	/* Objects that died during an epoll batch are freed after the batch. */
 	struct client *graveyard;
 	struct attachment *graveyard_attachments;
@@ -269,6 +277,9 @@ void manager_policy_seg_add(struct manager *m, struct segment *seg);
 void manager_policy_seg_remove(struct manager *m, struct segment *seg);
 /* An access event for the policy (buffered; observe() gets them in batches). */
 void manager_policy_event(struct manager *m, const struct segment *seg, uint64_t page, uint16_t kind);
+/* The same with a weight (a sample standing for `weight` accesses; TIERD_EV_SAMPLE). */
+void manager_policy_event_weighted(struct manager *m, const struct segment *seg, uint64_t page,
+				   uint16_t kind, uint16_t weight);
 void manager_policy_flush(struct manager *m);
 /* Builds the segments' part of the view, sizes the plan and calls the policy. A policy that fails
  * is replaced by `none` and the plan is empty. */
@@ -284,6 +295,18 @@ void manager_record_stop(struct manager *m);
 void manager_record_seg(struct manager *m, const struct segment *seg, bool added);
 void manager_record_event(struct manager *m, const struct tierd_event *e);
 void manager_record_view(struct manager *m, const struct tierd_view *v);
+
+/* sampler.c */
+/* Starts the eBPF samplers the configuration asks for; when the host does not allow them, logs
+ * once which is off and why, and tierd goes on with faults alone. */
+void manager_bpf_start(struct manager *m);
+/* The attachment's mapping is counted from now on / no more. */
+void manager_bpf_track(struct manager *m, const struct attachment *a);
+void manager_bpf_untrack(struct manager *m, const struct attachment *a);
+/* Turns the counts of the last epoch into TIERD_EV_SAMPLE events for the policy. */
+void manager_bpf_drain(struct manager *m);
+/* The "samplers" object of the status JSON. */
+void manager_bpf_status(const struct manager *m, char *buf, size_t len);
 
 /* attach.c */
 int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_attach *msg, int memfd,

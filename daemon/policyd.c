@@ -206,6 +206,12 @@ void manager_policy_flush(struct manager *m)
 
 void manager_policy_event(struct manager *m, const struct segment *seg, uint64_t page, uint16_t kind)
 {
+	manager_policy_event_weighted(m, seg, page, kind, 1);
+}
+
+void manager_policy_event_weighted(struct manager *m, const struct segment *seg, uint64_t page,
+				   uint16_t kind, uint16_t weight)
+{
 	struct tierd_event *e;
 
 	if (!m->events) {
@@ -215,7 +221,7 @@ void manager_policy_event(struct manager *m, const struct segment *seg, uint64_t
 	}
 	e = &m->events[m->nevents++];
 	*e = (struct tierd_event){ .time_ns = (now_usec() - m->started_usec) * 1000, .page = page,
-				   .seg = seg->id, .kind = kind, .weight = 1 };
+				   .seg = seg->id, .kind = kind, .weight = weight };
 	manager_record_event(m, e);
 	if (m->nevents == EVENT_BUF)
 		manager_policy_flush(m);

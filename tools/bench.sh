@@ -15,7 +15,8 @@ RESULTS=bench/results/core.jsonl
 BENCH_BIN=$BUILD/tierd-bench
 benches=("$@")
 [ ${#benches[@]} -eq 0 ] &&
-	benches=(fault_roundtrip window_close page_state daemon_cpu migration_throughput placement sim_policy)
+	benches=(fault_roundtrip window_close page_state daemon_cpu bpf_overhead migration_throughput placement
+		sim_policy)
 
 for f in "$BENCH_BIN" "$BUILD/tierd" "$BUILD/tierd-sim"; do
 	if [ ! -x "$f" ]; then

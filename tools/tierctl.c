@@ -134,6 +134,11 @@ static int cmd_status(struct json_object *st)
 			   num(mig, "failed_noent") + num(mig, "failed_other")));
 	if (*str(pol, "failed"))
 		printf("policy disabled earlier: %s\n", str(pol, "failed"));
+	/* A tierd from before the samplers has no "samplers": say nothing rather than "off". */
+	if (get(st, "samplers"))
+		printf("eBPF page-fault sampler: %s (%lld samples, %lld overflow)\n",
+		       str(get(st, "samplers"), "page_fault"), (long long)num(get(st, "samplers"), "samples"),
+		       (long long)num(get(st, "samplers"), "overflow"));
 	return 0;
 }
 

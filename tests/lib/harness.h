@@ -18,7 +18,8 @@ void harness_cleanup(void);
 /* harness_cleanup() as a cmocka group teardown. */
 int harness_group_teardown(void **state);
 
-/* Starts tierd on `sock` with extra args (NULL-terminated). Waits until it accepts. -1 on failure. */
+/* Starts tierd on `sock` with extra args (NULL-terminated). Waits until it answers a status
+ * request (fully started). -1 on failure. */
 pid_t daemon_start(const char *sock, ...) __attribute__((sentinel));
 /* SIGTERM, then SIGKILL after 3 s. Returns the exit status as from waitpid. */
 int daemon_stop(pid_t pid);

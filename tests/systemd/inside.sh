@@ -49,6 +49,14 @@ tierctl --socket $sock stop >/dev/null || fail "tierctl stop"
 [ "$(head -c 8 /tmp/t.trc)" = TIERDTRC ] || fail "the recorded trace has no header"
 say "metrics, policy, record: ok"
 
+# 3c. The eBPF page-fault sampler runs under the hardened unit (CAP_BPF + CAP_PERFMON, bpf in the
+# syscall filter) and counted the first client's faults.
+js=$(tierctl --socket $sock status --json)
+echo "$js" | grep -q '"page_fault":"on"' ||
+	fail "the eBPF sampler is off: $(echo "$js" | grep -o '"samplers":{[^}]*}')"
+echo "$js" | grep -q '"samplers":{[^}]*"samples":[1-9]' || fail "the eBPF sampler counted nothing"
+say "eBPF sampler: ok"
+
 # 4. A main loop that stops making progress is killed by the watchdog and restarted, and the
 # socket serves on.
 pid=$(systemctl show -p MainPID --value tierd.service)

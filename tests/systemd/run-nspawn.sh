@@ -62,6 +62,8 @@ ln -sf ../tierd-test.service "$u/multi-user.target.wants/tierd-test.service"
 for s in postgresql.service console-getty.service; do ln -sf /dev/null "$u/$s"; done
 
 echo "check-systemd: booting systemd in a container ($(systemd-nspawn --version | head -1))"
+# nspawn drops CAP_BPF/CAP_PERFMON and filters bpf(2) and perf_event_open(2) by default: let them
+# through, so the unit's own CapabilityBoundingSet= and SystemCallFilter= decide, as on a host.
 t0=${EPOCHREALTIME/./}
 set +e
 (
@@ -70,7 +72,8 @@ set +e
 	done
 	SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 SYSTEMD_NSPAWN_API_VFS_WRITABLE=yes \
 		exec timeout -k 10 "$timeout" systemd-nspawn -q -D "$R" -M "tierdtest-$$" \
-		--register=no --keep-unit --bind=/dev/userfaultfd --bind="$W/out:/out" -b
+		--register=no --keep-unit --bind=/dev/userfaultfd --bind="$W/out:/out" \
+		--capability=CAP_BPF,CAP_PERFMON --system-call-filter='bpf perf_event_open' -b
 ) >"$W/out/console" 2>&1
 rc=$?
 set -e

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the BPF programs (bpf/NAME.bpf.c) and their loader (daemon/bpf.c) share: the layout of the
+ * maps' keys and values. Fixed-width types only, no pointers, explicit padding, so the two sides
+ * agree whatever compiler or target built them; the sizes are asserted below.
+ */
+#ifndef TIERD_BPF_H
+#define TIERD_BPF_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Ranges tracked per process. A client attaches a handful of segments at most (PostgreSQL: one);
+ * the program walks them all on every fault of the process, so the bound also bounds its cost. */
+#define TIERD_BPF_MAX_RANGES 8
+
+/* One mapping of a segment in a tracked process: [start, start + length) holds the segment's
+ * pages from page 0, each 1 << page_shift bytes. length 0: a free slot. */
+struct tierd_bpf_range {
+	__u64 start;
+	__u64 length;
+	__u32 seg;
+	__u32 page_shift;
+};
+
+/* Value of the `procs` map, keyed by tgid (as the kernel's initial pid namespace sees it). */
+struct tierd_bpf_proc {
+	struct tierd_bpf_range ranges[TIERD_BPF_MAX_RANGES];
+};
+
+/* Key of the `counts` map; its value is a __u64 count of faults since the last drain. */
+struct tierd_bpf_page_key {
+	__u32 seg;
+	__u32 pad; /* always 0: keys are compared byte by byte */
+	__u64 page;
+};
+
+_Static_assert(sizeof(struct tierd_bpf_range) == 24, "tierd_bpf_range layout");
+_Static_assert(sizeof(struct tierd_bpf_proc) == 24 * TIERD_BPF_MAX_RANGES, "tierd_bpf_proc layout");
+_Static_assert(sizeof(struct tierd_bpf_page_key) == 16, "tierd_bpf_page_key layout");
+
+#endif

@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Loader of the eBPF page-fault counter (bpf/fault.bpf.c through its generated skeleton): feature
+ * probes before anything is loaded, map sizes from the configuration set between open and load,
+ * the tracked-process table, and the drain of per-page counts. See daemon/bpf.h.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "bpf.h"
+#include "log.h"
+#include "tierd.bpf.h"
+#include "fault.skel.h"
+
+#define VMLINUX_BTF "/sys/kernel/btf/vmlinux"
+
+struct tierd_bpf {
+	struct fault_bpf *skel;
+	int counts_fd, procs_fd, overflow_fd;
+	uint32_t map_entries;
+	struct tierd_bpf_page_key *keys; /* map_entries keys and counts: one drain's worth */
+	uint64_t *values;
+	int ncpus;
+	uint64_t *percpu; /* ncpus values of the overflow counter */
+};
+
+/* libbpf reports through one process-wide callback with no context: route it to our log at debug
+ * level, where it explains a failure that tierd_bpf_new() already summed up in `why`. */
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char buf[512];
+	size_t n;
+
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	if (n && buf[n - 1] == '\n')
+		buf[n - 1] = '\0';
+	log_debug("libbpf: %s", buf);
+	return 0;
+}
+
+struct tierd_bpf *tierd_bpf_free(struct tierd_bpf *b)
+{
+	if (!b)
+		return NULL;
+	fault_bpf__destroy(b->skel);
+	free(b->keys);
+	free(b->values);
+	free(b->percpu);
+	free(b);
+	return NULL;
+}
+
+static const char *perm_hint(int err)
+{
+	return err == -EPERM || err == -EACCES ? " (needs CAP_BPF and CAP_PERFMON)" : "";
+}
+
+int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *why, size_t whylen)
+{
+	struct tierd_bpf *b;
+	struct stat ns;
+	int r;
+
+	libbpf_set_print(libbpf_print);
+	/* tp_btf programs and CO-RE relocations need the kernel's own BTF: say so plainly instead of
+	 * letting libbpf fail somewhere inside load. */
+	if (access(VMLINUX_BTF, R_OK) < 0) {
+		r = -errno;
+		snprintf(why, whylen, "no kernel BTF (%s: %s; needs CONFIG_DEBUG_INFO_BTF=y)", VMLINUX_BTF,
+			 strerror(-r));
+		return r;
+	}
+	if (o->map_entries == 0 || o->max_procs == 0) {
+		snprintf(why, whylen, "map sizes must not be 0");
+		return -EINVAL;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->map_entries = o->map_entries;
+	b->keys = calloc(o->map_entries, sizeof(*b->keys));
+	b->values = calloc(o->map_entries, sizeof(*b->values));
+	b->ncpus = libbpf_num_possible_cpus();
+	if (b->ncpus <= 0) {
+		r = b->ncpus < 0 ? b->ncpus : -EINVAL;
+		snprintf(why, whylen, "cannot count possible CPUs: %s", strerror(-r));
+		goto fail;
+	}
+	b->percpu = calloc((size_t)b->ncpus, sizeof(*b->percpu));
+	if (!b->keys || !b->values || !b->percpu) {
+		r = -ENOMEM;
+		snprintf(why, whylen, "out of memory");
+		goto fail;
+	}
+
+	b->skel = fault_bpf__open();
+	if (!b->skel) {
+		r = -errno;
+		snprintf(why, whylen, "opening the BPF object failed: %s", strerror(-r));
+		goto fail;
+	}
+	/* Sizes are fixed at load: a preallocated hash never allocates in the fault path. */
+	r = bpf_map__set_max_entries(b->skel->maps.counts, o->map_entries);
+	if (r == 0)
+		r = bpf_map__set_max_entries(b->skel->maps.procs, o->max_procs);
+	if (r < 0) {
+		snprintf(why, whylen, "sizing the maps failed: %s", strerror(-r));
+		goto fail;
+	}
+	/* Knobs are read-only data, fixed before load: the verifier sees them as constants. */
+	if (stat("/proc/self/ns/pid", &ns) < 0) {
+		r = -errno;
+		snprintf(why, whylen, "cannot read tierd's pid namespace (/proc/self/ns/pid): %s",
+			 strerror(-r));
+		goto fail;
+	}
+	b->skel->rodata->pidns_dev = (uint64_t)ns.st_dev;
+	b->skel->rodata->pidns_ino = (uint64_t)ns.st_ino;
+	r = fault_bpf__load(b->skel);
+	if (r < 0) {
+		snprintf(why, whylen, "loading the BPF program failed: %s%s", strerror(-r), perm_hint(r));
+		goto fail;
+	}
+	r = fault_bpf__attach(b->skel);
+	if (r < 0) {
+		snprintf(why, whylen, "attaching tp_btf/page_fault_user was refused: %s%s", strerror(-r),
+			 perm_hint(r));
+		goto fail;
+	}
+	b->counts_fd = bpf_map__fd(b->skel->maps.counts);
+	b->procs_fd = bpf_map__fd(b->skel->maps.procs);
+	b->overflow_fd = bpf_map__fd(b->skel->maps.overflow);
+	*ret = b;
+	return 0;
+fail:
+	tierd_bpf_free(b);
+	return r;
+}
+
+int tierd_bpf_track(struct tierd_bpf *b, uint32_t tgid, uint64_t start, uint64_t length, uint32_t seg,
+		    uint64_t page_size)
+{
+	struct tierd_bpf_proc p;
+	int free_slot = -1;
+
+	if (page_size == 0 || (page_size & (page_size - 1)) || length == 0)
+		return -EINVAL;
+	/* The map is the only copy of the table: read, change one slot, write back. tierd is its
+	 * only writer, so nothing changes in between. */
+	if (bpf_map_lookup_elem(b->procs_fd, &tgid, &p) < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		memset(&p, 0, sizeof(p));
+	}
+	for (int i = 0; i < TIERD_BPF_MAX_RANGES; i++)
+		if (p.ranges[i].length == 0) {
+			free_slot = i;
+			break;
+		}
+	if (free_slot < 0)
+		return -ENOSPC;
+	p.ranges[free_slot] = (struct tierd_bpf_range){ .start = start, .length = length, .seg = seg,
+							.page_shift = (uint32_t)__builtin_ctzll(page_size) };
+	if (bpf_map_update_elem(b->procs_fd, &tgid, &p, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
+int tierd_bpf_untrack(struct tierd_bpf *b, uint32_t tgid, uint64_t start)
+{
+	struct tierd_bpf_proc p;
+	bool found = false, any = false;
+
+	if (bpf_map_lookup_elem(b->procs_fd, &tgid, &p) < 0)
+		return -errno;
+	for (int i = 0; i < TIERD_BPF_MAX_RANGES; i++) {
+		if (!found && p.ranges[i].length && p.ranges[i].start == start) {
+			memset(&p.ranges[i], 0, sizeof(p.ranges[i]));
+			found = true;
+		}
+		any |= p.ranges[i].length != 0;
+	}
+	if (!found)
+		return -ENOENT;
+	/* The last range gone: drop the process, so its other faults stop costing a lookup hit. */
+	if (!any)
+		return bpf_map_delete_elem(b->procs_fd, &tgid) < 0 ? -errno : 0;
+	return bpf_map_update_elem(b->procs_fd, &tgid, &p, BPF_ANY) < 0 ? -errno : 0;
+}
+
+int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	uint32_t token = 0, n = 0;
+	bool first = true, done = false;
+
+	/* Batches of whole hash buckets, each read and deleted under its bucket lock: a handful of
+	 * syscalls per epoch, where a lookup-and-delete per entry cost two syscalls per page (tens
+	 * of thousands per epoch under load). Loses at most a fault that races its entry's delete
+	 * (the program already held the value's address): the ε of the tests. */
+	while (!done && n < b->map_entries) {
+		uint32_t count = b->map_entries - n;
+
+		if (bpf_map_lookup_and_delete_batch(b->counts_fd, first ? NULL : &token, &token,
+						    b->keys + n, b->values + n, &count, &opts) < 0) {
+			/* ENOENT: the last buckets, count says what they held. Anything else
+			 * (ENOSPC: a bucket refilled meanwhile outgrew the room left) ends this
+			 * drain; what was taken out is still handed over, the rest waits. */
+			if (errno != ENOENT && n == 0)
+				return -errno;
+			done = true;
+		}
+		first = false;
+		n += count;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		fn(ctx, b->keys[i].seg, b->keys[i].page, b->values[i]);
+	return (int)n;
+}
+
+int tierd_bpf_overflow(const struct tierd_bpf *b, uint64_t *ret)
+{
+	uint32_t zero = 0;
+	uint64_t sum = 0;
+
+	if (bpf_map_lookup_elem(b->overflow_fd, &zero, b->percpu) < 0)
+		return -errno;
+	for (int i = 0; i < b->ncpus; i++)
+		sum += b->percpu[i];
+	*ret = sum;
+	return 0;
+}

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The eBPF page-fault counter (bpf/fault.bpf.c) through its loader (daemon/bpf.c), on the real
+ * kernel: a page faulted N times is counted N times; faults of another process at the same
+ * addresses are not; a map too small for the pages touched counts the rest as overflow; tierd
+ * feeds the counts to its status with a real client; and tierd without CAP_BPF/CAP_PERFMON runs
+ * on and says why the sampler is off. Needs root and kernel BTF: skipped with the reason
+ * otherwise.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "bpf.h"
+#include "harness.h"
+#include "log.h"
+
+#define PAGE 4096u
+#define NPAGES 64u
+#define SEG 7u
+
+/* Faults a test page takes beyond the ones it asked for (none seen here; room for a kernel that
+ * retries a fault once). */
+#define EPSILON 2
+
+struct tally {
+	uint64_t count[NPAGES];
+	uint64_t entries, other; /* entries drained; counts of other segments or pages */
+};
+
+static void on_sample(void *ctx, uint32_t seg, uint64_t page, uint64_t count)
+{
+	struct tally *t = ctx;
+
+	t->entries++;
+	if (seg == SEG && page < NPAGES)
+		t->count[page] += count;
+	else
+		t->other += count;
+}
+
+/* Exactly one fault per call: the page is dropped, and a write to private anonymous memory
+ * allocates a new page in that one fault (no fault-around, no zero page first). */
+static void refault(volatile uint8_t *p)
+{
+	assert_int_equal(madvise((void *)p, PAGE, MADV_DONTNEED), 0);
+	*p = 1;
+}
+
+static bool can_run(void)
+{
+	if (geteuid() != 0) {
+		print_message("skipped: needs root (CAP_BPF and CAP_PERFMON)\n");
+		return false;
+	}
+	if (access("/sys/kernel/btf/vmlinux", R_OK) < 0) {
+		print_message("skipped: no kernel BTF (/sys/kernel/btf/vmlinux)\n");
+		return false;
+	}
+	return true;
+}
+
+static struct tierd_bpf *load(uint32_t entries)
+{
+	struct tierd_bpf_opts o = { .map_entries = entries, .max_procs = 16 };
+	struct tierd_bpf *b = NULL;
+	char why[256] = "";
+	int r;
+
+	r = tierd_bpf_new(&o, &b, why, sizeof(why));
+	if (r < 0)
+		print_message("tierd_bpf_new: %s\n", why);
+	assert_int_equal(r, 0);
+	return b;
+}
+
+static void test_count_and_filter(void **state)
+{
+	const unsigned n = 1000, p = 5, child_n = 700;
+	struct tally t = { 0 };
+	struct tierd_bpf *b;
+	uint8_t *m;
+	pid_t kid;
+	int st;
+
+	(void)state;
+	if (!can_run())
+		skip();
+	b = load(1024);
+	m = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
+
+	for (unsigned i = 0; i < n; i++)
+		refault(m + p * PAGE);
+	assert_true(tierd_bpf_drain(b, on_sample, &t) >= 1);
+	print_message("page %u faulted %u times: counted %llu\n", p, n, (unsigned long long)t.count[p]);
+	assert_true(t.count[p] >= n && t.count[p] <= n + EPSILON);
+	for (unsigned i = 0; i < NPAGES; i++)
+		if (i != p)
+			assert_int_equal(t.count[i], 0);
+	assert_int_equal(t.other, 0);
+
+	/* Drained means deleted: nothing left for the next drain. */
+	memset(&t, 0, sizeof(t));
+	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 0);
+
+	/* Another process (same addresses, another tgid) is not counted. */
+	kid = fork();
+	assert_true(kid >= 0);
+	if (kid == 0) {
+		for (unsigned i = 0; i < child_n; i++) {
+			if (madvise(m + p * PAGE, PAGE, MADV_DONTNEED) < 0)
+				_exit(1);
+			m[p * PAGE] = 2;
+		}
+		_exit(0);
+	}
+	assert_int_equal(waitpid(kid, &st, 0), kid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 0);
+	print_message("child faulted page %u %u times: counted %llu\n", p, child_n,
+		      (unsigned long long)t.count[p]);
+
+	/* Untracked: no more counts, and the range is gone (-ENOENT a second time). */
+	assert_int_equal(tierd_bpf_untrack(b, (uint32_t)getpid(), (uintptr_t)m), 0);
+	for (unsigned i = 0; i < 100; i++)
+		refault(m + p * PAGE);
+	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 0);
+	assert_int_equal(tierd_bpf_untrack(b, (uint32_t)getpid(), (uintptr_t)m), -ENOENT);
+
+	munmap(m, NPAGES * PAGE);
+	tierd_bpf_free(b);
+}
+
+/* Several ranges of one process, and a full table. */
+static void test_ranges(void **state)
+{
+	struct tally t = { 0 };
+	struct tierd_bpf *b;
+	uint8_t *m;
+
+	(void)state;
+	if (!can_run())
+		skip();
+	b = load(1024);
+	m = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	/* Eight ranges of 8 pages, segment SEG + i: page 3 of range 2 is (SEG + 2, 3). */
+	for (unsigned i = 0; i < 8; i++)
+		assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)(m + i * 8 * PAGE),
+						 8 * PAGE, SEG + i, PAGE), 0);
+	assert_int_equal(tierd_bpf_track(b, 4242, 0, PAGE, 1, PAGE), 0); /* another process */
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), 0, PAGE, 99, PAGE), -ENOSPC);
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), 0, PAGE, 99, 3000), -EINVAL);
+	for (unsigned i = 0; i < 10; i++)
+		refault(m + (2 * 8 + 3) * PAGE);
+	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 1);
+	/* on_sample files other segments under `other`: the one entry is (SEG + 2, 3). */
+	assert_true(t.other >= 10 && t.other <= 10 + EPSILON);
+	munmap(m, NPAGES * PAGE);
+	tierd_bpf_free(b);
+}
+
+static void test_overflow(void **state)
+{
+	const uint32_t entries = 16;
+	struct tally t = { 0 };
+	uint64_t overflow = 0, sum = 0;
+	struct tierd_bpf *b;
+	uint8_t *m;
+	int n;
+
+	(void)state;
+	if (!can_run())
+		skip();
+	b = load(entries);
+	m = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
+	/* 64 distinct pages, one fault each, into a map of 16. */
+	for (unsigned i = 0; i < NPAGES; i++)
+		refault(m + i * PAGE);
+	n = tierd_bpf_drain(b, on_sample, &t);
+	assert_int_equal(tierd_bpf_overflow(b, &overflow), 0);
+	for (unsigned i = 0; i < NPAGES; i++)
+		sum += t.count[i];
+	print_message("%u pages into %u entries: %d drained (%llu faults), overflow %llu\n", NPAGES,
+		      entries, n, (unsigned long long)sum, (unsigned long long)overflow);
+	assert_true(n > 0 && (uint32_t)n <= entries);
+	/* Every fault is somewhere: in the map or in the overflow counter. */
+	assert_true(sum + overflow >= NPAGES && sum + overflow <= NPAGES + EPSILON);
+	assert_true(overflow >= NPAGES - entries);
+	munmap(m, NPAGES * PAGE);
+	tierd_bpf_free(b);
+}
+
+/* tierd with a real client: the client's faults reach the status as samples. */
+static void test_tierd_samples(void **state)
+{
+	char sock[256], cout[256], js[65536];
+	char *argv[] = { (char *)harness_bin("tests/helpers/tier-client"), "--socket", sock, "--kind",
+			 "shmem", "--threads", "2", "--mib", "16", "--ms", "1500", "--wait-tracked",
+			 "3000", NULL };
+	long long samples, faults;
+	pid_t d, c;
+
+	(void)state;
+	if (!can_run())
+		skip();
+	snprintf(sock, sizeof(sock), "%s/bpf.sock", harness_dir());
+	snprintf(cout, sizeof(cout), "%s/bpf.client", harness_dir());
+	d = daemon_start(sock, "--config", "/dev/null", "--epoch-ms", "50", NULL);
+	assert_true(d > 0);
+	c = spawn_out(argv, cout, NULL);
+	assert_int_equal(wait_exit(c, 30000), 0);
+	msleep(200); /* an epoch drains what the client's last faults left */
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	assert_non_null(strstr(js, "\"samplers\":{\"page_fault\":\"on\""));
+	samples = json_int(js, "\"samplers\"", "samples");
+	faults = json_int(js, "\"stats\"", "faults");
+	print_message("client: %lld uffd faults, %lld sampled page faults, overflow %lld\n", faults,
+		      samples, json_int(js, "\"samplers\"", "overflow"));
+	/* Every fault tierd resolved was a page fault of the client in its segment; the counter sees
+	 * those and the client's first touches besides. */
+	assert_true(faults > 0);
+	assert_true(samples >= faults);
+	assert_int_equal(json_int(js, "\"samplers\"", "overflow"), 0);
+	daemon_stop(d);
+}
+
+/* tierd without CAP_BPF, CAP_PERFMON (and CAP_SYS_ADMIN, which would stand in for them) runs on
+ * and says why the sampler is off. */
+static void test_no_privilege(void **state)
+{
+	char sock[256], out[256], cout[256], js[65536], text[8192];
+	char *cargv[] = { (char *)harness_bin("tests/helpers/tier-client"), "--socket", sock, "--kind",
+			  "shmem", "--threads", "1", "--mib", "4", "--ms", "500", "--wait-tracked",
+			  "3000", NULL };
+	char *argv[] = { "/usr/bin/setpriv", "--inh-caps=-all", "--bounding-set=-bpf,-perfmon,-sys_admin",
+			 (char *)harness_bin("tierd"), "--socket", sock, "--config", "/dev/null", NULL };
+	const char *off;
+	pid_t d, c;
+	int r = -1;
+
+	(void)state;
+	if (!can_run())
+		skip();
+	if (access("/usr/bin/setpriv", X_OK) < 0) {
+		print_message("skipped: no setpriv to drop capabilities\n");
+		skip();
+	}
+	snprintf(sock, sizeof(sock), "%s/nopriv.sock", harness_dir());
+	snprintf(out, sizeof(out), "%s/nopriv.out", harness_dir());
+	snprintf(cout, sizeof(cout), "%s/nopriv.client", harness_dir());
+	d = spawn_out(argv, out, NULL);
+	assert_true(d > 0);
+	for (int i = 0; i < 300 && r <= 0; i++) {
+		msleep(20);
+		r = status_fetch(sock, js, sizeof(js));
+	}
+	assert_true(r > 0);
+	off = strstr(js, "\"page_fault\":\"off: ");
+	assert_non_null(off);
+	print_message("%.120s\n", off);
+	assert_non_null(strstr(off, "CAP_BPF"));
+	/* And it tracks with faults alone. */
+	c = spawn_out(cargv, cout, NULL);
+	assert_int_equal(wait_exit(c, 30000), 0);
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	assert_true(json_int(js, "\"stats\"", "faults") > 0);
+	assert_int_equal(json_int(js, "\"samplers\"", "samples"), 0);
+	assert_int_equal(daemon_stop(d), 0);
+	/* Logged once, at start. */
+	assert_true(read_text(out, text, sizeof(text)) > 0);
+	off = strstr(text, "eBPF sampler page_fault is off");
+	assert_non_null(off);
+	assert_null(strstr(off + 1, "eBPF sampler page_fault is off"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_count_and_filter),
+		cmocka_unit_test(test_ranges),
+		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_tierd_samples),
+		cmocka_unit_test(test_no_privilege),
+	};
+
+	log_set_max_level(LOG_WARNING);
+	return cmocka_run_group_tests(tests, NULL, harness_group_teardown);
+}
