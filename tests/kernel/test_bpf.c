@@ -38,6 +38,20 @@ struct tally {
 	uint64_t entries, other; /* entries drained; counts of other segments or pages */
 };
 
+/* A configuration that turns the (opt-in) sampler on. */
+static const char *bpf_conf(void)
+{
+	static char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/bpf.conf", harness_dir());
+	f = fopen(path, "we");
+	assert_non_null(f);
+	fputs("[sampling]\nbpf = yes\n", f);
+	fclose(f);
+	return path;
+}
+
 static void on_sample(void *ctx, uint32_t seg, uint64_t page, uint64_t count)
 {
 	struct tally *t = ctx;
@@ -220,7 +234,7 @@ static void test_tierd_samples(void **state)
 		skip();
 	snprintf(sock, sizeof(sock), "%s/bpf.sock", harness_dir());
 	snprintf(cout, sizeof(cout), "%s/bpf.client", harness_dir());
-	d = daemon_start(sock, "--config", "/dev/null", "--epoch-ms", "50", NULL);
+	d = daemon_start(sock, "--config", bpf_conf(), "--epoch-ms", "50", NULL);
 	assert_true(d > 0);
 	c = spawn_out(argv, cout, NULL);
 	assert_int_equal(wait_exit(c, 30000), 0);
@@ -248,7 +262,7 @@ static void test_no_privilege(void **state)
 			  "shmem", "--threads", "1", "--mib", "4", "--ms", "500", "--wait-tracked",
 			  "3000", NULL };
 	char *argv[] = { "/usr/bin/setpriv", "--inh-caps=-all", "--bounding-set=-bpf,-perfmon,-sys_admin",
-			 (char *)harness_bin("tierd"), "--socket", sock, "--config", "/dev/null", NULL };
+			 (char *)harness_bin("tierd"), "--socket", sock, "--config", NULL, NULL };
 	const char *off;
 	pid_t d, c;
 	int r = -1;
@@ -260,6 +274,7 @@ static void test_no_privilege(void **state)
 		print_message("skipped: no setpriv to drop capabilities\n");
 		skip();
 	}
+	argv[7] = (char *)bpf_conf();
 	snprintf(sock, sizeof(sock), "%s/nopriv.sock", harness_dir());
 	snprintf(out, sizeof(out), "%s/nopriv.out", harness_dir());
 	snprintf(cout, sizeof(cout), "%s/nopriv.client", harness_dir());

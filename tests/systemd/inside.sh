@@ -15,6 +15,10 @@ fail() {
 }
 active() { [ "$(systemctl is-active "$1")" = active ]; }
 
+# The eBPF sampler is opt-in (tierd.conf(5)): on for this run, checked in 3c.
+mkdir -p /etc/tierd
+printf '[sampling]\nbpf = yes\n' >/etc/tierd/tierd.conf
+
 # 1. Socket activation: the socket listens, the service starts with the first client.
 active tierd.socket || fail "tierd.socket is not active"
 active tierd.service && fail "tierd.service runs before any client connected"
@@ -33,7 +37,7 @@ say "STATUS=$status"
 
 # 3. Reload applies a config change (RELOADING=1 ... READY=1 around it).
 mkdir -p /etc/tierd
-printf '[sampling]\nepoch_ms = 40\n' >/etc/tierd/tierd.conf
+printf '[sampling]\nepoch_ms = 40\nbpf = yes\n' >/etc/tierd/tierd.conf
 systemctl reload tierd.service || fail "systemctl reload failed"
 tierctl --socket $sock status --json | grep -q '"epoch_ms":40' || fail "the reload did not apply"
 say "reload: ok"
