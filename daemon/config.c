@@ -273,6 +273,19 @@ static void set_text(char *field, const char *value)
 	memcpy(field, value, strlen(value) + 1);
 }
 
+/* An absolute path (or, when allowed, empty) that fits the field of `size` bytes. */
+static int set_path(char *field, size_t size, const char *value, bool empty_ok, char *why,
+		    size_t whylen)
+{
+	if ((value[0] ? value[0] != '/' : !empty_ok) || strlen(value) >= size) {
+		snprintf(why, whylen, "'%s' is not %san absolute path shorter than %zu bytes", value,
+			 empty_ok ? "empty or " : "", size);
+		return -EINVAL;
+	}
+	set_text(field, value);
+	return 0;
+}
+
 int config_set(struct tierd_config *cfg, const char *section, const char *name, const char *value,
 	       char *why, size_t whylen)
 {
@@ -329,13 +342,7 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 		*(bool *)p = b;
 		return 0;
 	case K_PATH:
-		if (value[0] != '/' || strlen(value) >= sizeof(cfg->socket_path)) {
-			snprintf(why, whylen, "'%s' is not an absolute path shorter than %zu bytes", value,
-				 sizeof(cfg->socket_path));
-			return -EINVAL;
-		}
-		set_text(p, value);
-		return 0;
+		return set_path(p, sizeof(cfg->socket_path), value, false, why, whylen);
 	case K_MODE:
 		if (strcmp(value, "zap") && strcmp(value, "mapped")) {
 			snprintf(why, whylen, "'%s' is not zap or mapped", value);
@@ -376,22 +383,9 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 		return -EINVAL;
 	}
 	case K_FILE:
-		/* Empty: off. */
-		if ((value[0] && value[0] != '/') || strlen(value) >= sizeof(cfg->metrics_textfile)) {
-			snprintf(why, whylen, "'%s' is not empty or an absolute path shorter than %zu bytes",
-				 value, sizeof(cfg->metrics_textfile));
-			return -EINVAL;
-		}
-		set_text(p, value);
-		return 0;
+		return set_path(p, sizeof(cfg->metrics_textfile), value, true, why, whylen); /* empty: off */
 	case K_DIR:
-		if (value[0] != '/' || strlen(value) >= sizeof(cfg->policy_dir)) {
-			snprintf(why, whylen, "'%s' is not an absolute path shorter than %zu bytes", value,
-				 sizeof(cfg->policy_dir));
-			return -EINVAL;
-		}
-		set_text(p, value);
-		return 0;
+		return set_path(p, sizeof(cfg->policy_dir), value, false, why, whylen);
 	}
 	return -EINVAL;
 }

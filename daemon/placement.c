@@ -533,7 +533,7 @@ static void view_tiers(struct manager *m, struct tierd_view *v)
 }
 
 static void pass_execute(struct manager *m, struct segment **segs, unsigned nsegs,
-			 const struct tierd_view *v, const struct tierd_plan *plan);
+			 const struct tierd_view *v, struct tierd_plan *plan);
 
 static size_t seg_index(struct segment **segs, unsigned nsegs, uint32_t id, size_t *hint)
 {
@@ -692,7 +692,7 @@ static void keep_huge_reserve(struct manager *m, struct segment **segs, unsigned
 /* A pass's moves: in zap mode, each segment's share becomes a batch (moved once its clients
  * zapped it); in mapped mode, moved now, demotions first. */
 static void pass_execute(struct manager *m, struct segment **segs, unsigned nsegs,
-			 const struct tierd_view *v, const struct tierd_plan *plan)
+			 const struct tierd_view *v, struct tierd_plan *plan)
 {
 	struct migrate_plan mp = { 0 };
 	uint64_t now, up_bytes = 0, up = 0, down_bytes = 0, down = 0;
@@ -712,7 +712,7 @@ static void pass_execute(struct manager *m, struct segment **segs, unsigned nseg
 		events_skipped(m, "no node of the fast tier has free memory above the reserve");
 		return;
 	}
-	keep_huge_reserve(m, segs, nsegs, fast, (struct tierd_plan *)plan);
+	keep_huge_reserve(m, segs, nsegs, fast, plan);
 	if (to_candidates(m, segs, nsegs, plan, &mp) < 0)
 		return;
 	if (m->cfg.migrate_how == MIGRATE_ZAPPED) {

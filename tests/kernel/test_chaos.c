@@ -164,38 +164,6 @@ static void kill_tierd(void)
 	g.tierd = -1;
 }
 
-static int fd_count(pid_t pid)
-{
-	char path[64];
-	struct dirent *e;
-	DIR *d;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return -errno;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-/* The count once it has held still for 100 ms (start-up and status queries come and go). */
-static int settled_fd_count(pid_t pid)
-{
-	int last = -1, same = 0;
-
-	for (unsigned i = 0; i < SETTLE_MS / 20 && same < 5; i++) {
-		int n = fd_count(pid);
-
-		same = n == last ? same + 1 : 0;
-		last = n;
-		msleep(20);
-	}
-	return last;
-}
-
 /* ---- clients ------------------------------------------------------------------------------- */
 
 static void start_client(const char *kind, unsigned hang_ms, unsigned min_attaches)
@@ -379,8 +347,9 @@ static void check_tierd_idle(void)
 
 	if (!status_wait_no_segments(g.sock, SETTLE_MS))
 		chaos_fail("tierd still lists segments %u ms after the clients left", SETTLE_MS);
-	while ((n = fd_count(g.tierd)) != g.fd_baseline && mono_usec() < deadline)
-		msleep(10);
+	/* What is left of the same SETTLE_MS. */
+	n = harness_wait_fds(g.tierd, g.fd_baseline,
+			     mono_usec() < deadline ? (unsigned)((deadline - mono_usec()) / 1000) : 0);
 	if (n != g.fd_baseline)
 		chaos_fail("tierd holds %d fds after the clients left, %d before they came", n,
 			   g.fd_baseline);
@@ -429,7 +398,8 @@ static int case_setup(void **state)
 	fprintf(stderr, "chaos: seed %u (replay with CHAOS_SEED=%u)\n", g.seed, g.seed);
 	write_conf("hotness");
 	g.tierd = start_tierd();
-	g.fd_baseline = settled_fd_count(g.tierd);
+	/* The count once it has held still for 100 ms (start-up and status queries come and go). */
+	g.fd_baseline = harness_settled_fds(g.tierd, 20, SETTLE_MS);
 	return g.fd_baseline > 0 ? 0 : -1;
 }
 

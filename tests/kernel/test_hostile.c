@@ -70,50 +70,11 @@ static uint8_t rbuf[TIERD_MSG_MAX_BYTES];
 
 /* ---- tierd's fds ------------------------------------------------------------------------------ */
 
-static int daemon_fds(pid_t pid)
-{
-	char path[64];
-	struct dirent *e;
-	DIR *d;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return -errno;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-/* Polls until tierd holds `want` fds or timeout_ms passes; returns the last count seen. */
-static int wait_fds(pid_t pid, int want, unsigned timeout_ms)
-{
-	uint64_t deadline = mono_usec() + (uint64_t)timeout_ms * 1000u;
-	int n;
-
-	while ((n = daemon_fds(pid)) != want && mono_usec() < deadline)
-		msleep(5);
-	return n;
-}
-
+#define wait_fds harness_wait_fds
 #define assert_fds(want) assert_int_equal(wait_fds(g.tierd, (want), SETTLE_MS), (want))
 
 /* The fd count once it has stopped moving (after start-up probes and short queries). */
-static int settled_fds(pid_t pid)
-{
-	int last = -1, same = 0;
-
-	for (int i = 0; i < 200 && same < 5; i++) {
-		int n = daemon_fds(pid);
-
-		same = n == last ? same + 1 : 0;
-		last = n;
-		msleep(10);
-	}
-	return last;
-}
+#define settled_fds(pid) harness_settled_fds((pid), 10, 2000)
 
 /* ---- raw protocol helpers (no cmocka asserts: forked children use them too) -------------------- */
 

@@ -2,6 +2,7 @@
 #include "harness.h"
 
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -387,4 +388,45 @@ int harness_tierctl(const char *sock, bool as_nobody, char *out, size_t len, ...
 	out[0] = '\0';
 	read_text(path, out, len);
 	return rc;
+}
+
+int harness_fd_count(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+int harness_wait_fds(pid_t pid, int want, unsigned timeout_ms)
+{
+	uint64_t deadline = mono_usec() + (uint64_t)timeout_ms * 1000u;
+	int n;
+
+	while ((n = harness_fd_count(pid)) != want && mono_usec() < deadline)
+		msleep(5);
+	return n;
+}
+
+int harness_settled_fds(pid_t pid, unsigned step_ms, unsigned max_ms)
+{
+	int last = -1, same = 0;
+
+	for (unsigned i = 0; i < max_ms / step_ms && same < 5; i++) {
+		int n = harness_fd_count(pid);
+
+		same = n == last ? same + 1 : 0;
+		last = n;
+		msleep(step_ms);
+	}
+	return last;
 }

@@ -53,6 +53,14 @@ void harness_fake_two_nodes(const char *root);
 int harness_tierctl(const char *sock, bool as_nobody, char *out, size_t len, ...)
 	__attribute__((sentinel));
 
+/* Open fds of process pid (its /proc/PID/fd), or a negative errno. */
+int harness_fd_count(pid_t pid);
+/* Polls until pid holds `want` fds or timeout_ms passes; returns the last count seen. */
+int harness_wait_fds(pid_t pid, int want, unsigned timeout_ms);
+/* The fd count once it held still for 5 looks step_ms apart (start-up probes and short queries
+ * come and go), looking for max_ms at most. */
+int harness_settled_fds(pid_t pid, unsigned step_ms, unsigned max_ms);
+
 uint64_t mono_usec(void);
 void msleep(unsigned ms);
 
