@@ -90,12 +90,16 @@ MAN_PAGES  := $(patsubst man/%.scd,$(BUILD)/man/%,$(wildcard man/*.scd))
 UNIT_TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 KERNEL_TESTS := $(patsubst tests/kernel/%.c,$(BUILD)/tests/kernel/%,$(wildcard tests/kernel/test_*.c))
 VM_TESTS     := $(patsubst tests/vm/%.c,$(BUILD)/tests/vm/%,$(wildcard tests/vm/test_*.c))
-TEST_HELPERS := $(BUILD)/tests/helpers/tier-client
+TEST_HELPERS := $(BUILD)/tests/helpers/tier-client $(BUILD)/tests/helpers/preload-app
+# The LD_PRELOAD shim (lib/preload.c + libtier, one self-contained .so) goes into programs built
+# without sanitizers (PostgreSQL): it and its test program are never instrumented.
+PRELOAD_SO     := $(BUILD)/libtier-preload.so
+PRELOAD_CFLAGS := $(filter-out $(SANFLAGS),$(CFLAGS))
 
 .PHONY: check-install
 .PHONY: all check check-unit check-kernel check-vm check-systemd check-man demo demo-vm bench install \
 	clean help
-all: $(TIERD) $(LIBTIER_SO) $(LIBTIER_A) $(TOOLS) $(EXAMPLES) $(MAN_PAGES)
+all: $(TIERD) $(LIBTIER_SO) $(LIBTIER_A) $(PRELOAD_SO) $(TOOLS) $(EXAMPLES) $(MAN_PAGES)
 
 $(BUILD)/obj/%.o: %.c
 	$(call say,CC,$<)
@@ -133,6 +137,17 @@ $(LIBTIER_SO): $(call obj,$(LIBTIER_SRC) $(COMMON_SRC)) lib/libtier.map
 	$(Q)$(CC) $(LDFLAGS) -shared -Wl,-soname,libtier.so.1 -Wl,--version-script=lib/libtier.map \
 		-o $@ $(call obj,$(LIBTIER_SRC) $(COMMON_SRC)) -lpthread
 	$(Q)ln -sf libtier.so.1 $(BUILD)/libtier.so
+
+$(PRELOAD_SO): lib/preload.c lib/preload.map $(LIBTIER_SRC) $(COMMON_SRC) $(wildcard include/tierd/*.h lib/*.h)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(PRELOAD_CFLAGS) -fvisibility=hidden -shared \
+		-Wl,--version-script=lib/preload.map -o $@ lib/preload.c $(LIBTIER_SRC) $(COMMON_SRC) \
+		-lpthread -ldl
+
+$(BUILD)/tests/helpers/preload-app: tests/helpers/preload-app.c
+	$(call say,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(PRELOAD_CFLAGS) -o $@ $<
 
 $(LIBTIER_A): $(call obj,$(LIBTIER_SRC) $(COMMON_SRC))
 	$(call say,AR,$@)
@@ -244,6 +259,10 @@ $(BUILD)/tests/helpers/%: $(call obj,tests/helpers/%.c tests/lib/harness.c) $(LI
 # unit; sanitizer builds skip it (the unit's syscall filter and LockPersonality are not for them).
 # Exit 77 is a skip, said by the script.
 CHECK_SYSTEMD = $(Q)BUILD=$(BUILD) tests/systemd/run-nspawn.sh; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
+# PostgreSQL (huge_pages=on) under the LD_PRELOAD shim (tests/pg/run.sh, ~1 min): PostgreSQL is not
+# instrumented, so sanitizer builds skip it too. 77 = no PostgreSQL here (TIERD_PG_REQUIRED=1, as
+# .ci/run sets, makes that a failure).
+CHECK_PG = $(Q)BUILD=$(BUILD) tests/pg/run.sh; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
 # Policy modules the loader tests dlopen (tests/policy/: misbehaving on purpose).
 TEST_MODULES := $(patsubst tests/policy/%.c,$(BUILD)/tests/policy/%.so,$(wildcard tests/policy/*.c))
 $(BUILD)/tests/policy/%.so: tests/policy/%.c include/tierd/policy.h
@@ -261,6 +280,7 @@ check: all check-man $(CHECK_INSTALL) $(UNIT_TESTS) $(FUZZ_REPLAY) $(KERNEL_TEST
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAY) $(KERNEL_TESTS)
 ifeq ($(SANITIZE),0)
 	$(CHECK_SYSTEMD)
+	$(CHECK_PG)
 endif
 
 # make install into a temporary DESTDIR, and build against what it laid out.
@@ -269,6 +289,10 @@ check-install: all
 
 check-systemd: all $(TEST_HELPERS)
 	$(CHECK_SYSTEMD)
+
+.PHONY: check-pg
+check-pg: all
+	$(CHECK_PG)
 
 check-unit: $(UNIT_TESTS) $(FUZZ_REPLAY) $(TEST_MODULES)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAY)
@@ -359,6 +383,7 @@ install: all
 	install -m 0755 $(LIBTIER_SO) $(DESTDIR)$(LIBDIR)/libtier.so.1
 	ln -sf libtier.so.1 $(DESTDIR)$(LIBDIR)/libtier.so
 	install -m 0644 $(LIBTIER_A) $(DESTDIR)$(LIBDIR)/libtier.a
+	install -m 0755 $(PRELOAD_SO) $(DESTDIR)$(LIBDIR)/libtier-preload.so
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/tierd/policies
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' lib/libtier.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/libtier.pc
@@ -387,5 +412,7 @@ help:
 	@echo "  make fuzz       libFuzzer (clang) on each target for FUZZ_SECONDS (60); docs/fuzzing.md"
 	@echo "  make chaos      tierd killed 100 times and stopped 20 under checksummed clients;"
 	@echo "                  CHAOS_SEED=N replays a run (docs/chaos.md)"
+	@echo "  make check-pg   PostgreSQL (huge_pages=on) under the LD_PRELOAD shim (part of check;"
+	@echo "                  docs/postgres.md)"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -29,6 +29,9 @@
 #define DEFAULT_HANG_TIMEOUT_MS 2000u
 #define BACKOFF_MIN_MS 50u
 #define BACKOFF_MAX_MS 2000u
+/* A forked child attaches this long after fork: most children of a server that forks per
+ * connection live shorter than that, and their first touches are not heat anyway. */
+#define DEFAULT_CHILD_ATTACH_DELAY_MS 100u
 
 struct tier_segment {
 	/* Fixed at creation. */
@@ -38,7 +41,9 @@ struct tier_segment {
 	enum tier_kind kind;
 	char socket_path[108];
 	unsigned hang_timeout_ms;
+	unsigned child_delay_ms; /* TIERD_CHILD_ATTACH_DELAY_MS */
 	bool owns_mapping;
+	bool forked;             /* in a forked child, not yet attached: wait child_delay_ms first */
 
 	int stop_fd; /* eventfd: the control thread stops when it becomes readable */
 	pthread_t thread;
@@ -455,6 +460,8 @@ static void *control_main(void *arg)
 	struct tier_segment *seg = arg;
 	unsigned backoff = BACKOFF_MIN_MS, heartbeat_ms = 250;
 
+	if (seg->forked && seg->child_delay_ms && wait_stop(seg, seg->child_delay_ms))
+		return NULL;
 	for (;;) {
 		int r = attach_once(seg, &heartbeat_ms);
 		enum serve_end end;
@@ -549,6 +556,7 @@ static void atfork_child(void)
 		s->sock = s->uffd = s->stop_fd = -1;
 		s->thread_running = false;
 		s->announced = true; /* the parent already said it, if it had to */
+		s->forked = true;
 		memset(&s->info, 0, sizeof(s->info));
 		pthread_mutex_unlock(&s->lock);
 		/* A child starts unregistered and attaches in the background: fork stays cheap. */
@@ -588,6 +596,10 @@ static int seg_alloc(const struct tier_options *opts, struct tier_segment **ret)
 		seg->hang_timeout_ms = (unsigned)strtoul(env, NULL, 10);
 	if (!seg->hang_timeout_ms)
 		seg->hang_timeout_ms = DEFAULT_HANG_TIMEOUT_MS;
+	env = getenv("TIERD_CHILD_ATTACH_DELAY_MS");
+	seg->child_delay_ms = env && *env ? (unsigned)strtoul(env, NULL, 10) : DEFAULT_CHILD_ATTACH_DELAY_MS;
+	if (seg->child_delay_ms > 60000)
+		seg->child_delay_ms = 60000;
 	*ret = seg;
 	return 0;
 }

@@ -3,7 +3,8 @@
 # lines to bench/results/core.jsonl (ARCHITECTURE.md §6). Usage: tools/bench.sh [BENCH...]
 # (default: all of them; migration_throughput and placement skip on a machine with one NUMA node:
 # make bench-vm runs them in a 2-node QEMU guest; sim_policy is tools/tierd-sim.c --bench, pure
-# simulation). Environment: BUILD (default build), BENCH_WHERE
+# simulation; pgbench is tests/pg/bench.sh, PostgreSQL under the LD_PRELOAD shim, skipped without
+# PostgreSQL). Environment: BUILD (default build), BENCH_WHERE
 # (host|guest, default host), BENCH_COMMIT (the "commit" field; default: git's HEAD). Exit status
 # is non-zero only when a bench could not run (harness or daemon failure): a missed target is
 # reported in the summary, never an error.
@@ -15,8 +16,8 @@ RESULTS=bench/results/core.jsonl
 BENCH_BIN=$BUILD/tierd-bench
 benches=("$@")
 [ ${#benches[@]} -eq 0 ] &&
-	benches=(fault_roundtrip window_close page_state daemon_cpu bpf_overhead migration_throughput placement
-		sim_policy)
+	benches=(fault_roundtrip window_close page_state daemon_cpu bpf_overhead fork_attach
+		migration_throughput placement sim_policy pgbench)
 
 for f in "$BENCH_BIN" "$BUILD/tierd" "$BUILD/tierd-sim"; do
 	if [ ! -x "$f" ]; then
@@ -52,7 +53,10 @@ failed=() skipped=()
 start=$SECONDS
 for b in "${benches[@]}"; do
 	mkdir -p "$tmp/$b"
-	if [ "$b" = sim_policy ]; then
+	if [ "$b" = pgbench ]; then
+		# PostgreSQL under the LD_PRELOAD shim vs without it (tests/pg/bench.sh; ~5 min).
+		PG_RESULTS=$RESULTS BENCH_COMMIT=$commit BENCH_WHERE=$WHERE BUILD=$BUILD tests/pg/bench.sh
+	elif [ "$b" = sim_policy ]; then
 		# Pure simulation (tools/tierd-sim.c --bench): policy quality against the hindsight
 		# optimum, the simulator's throughput and hotness's decide() time.
 		"$BUILD/tierd-sim" --bench --bench-json "$RESULTS" --dir "$tmp/$b" --commit "$commit" \

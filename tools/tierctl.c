@@ -20,6 +20,7 @@
  *   diagnose                          one JSON document for a bug report
  *   heatmap SEG [--interval S] [--count N] [--svg FILE]
  *                                     hot pages over time: page offset x time
+ *   hot SEG                           the pages tierd rates hot now, as ranges of page numbers
  * Human tables by default; --json prints tierd's documents (raw integers, documented in
  * man/tierctl.8). Exit status: 0 done, 1 tierd refused or cannot be reached (the reason on
  * stderr), 2 usage.
@@ -57,7 +58,7 @@ static int usage(void)
 		"  policy [set NAME [KEY=VALUE...]] | record FILE [--max-mib N] | stop | metrics\n"
 		"  events [--count N] | migrations | mode enforce|advise|observe | pause | resume\n"
 		"  release --all | config | diagnose\n"
-		"  heatmap SEG [--interval S] [--count N] [--svg FILE]\n");
+		"  heatmap SEG [--interval S] [--count N] [--svg FILE] | hot SEG\n");
 	return 2;
 }
 
@@ -619,27 +620,83 @@ static void write_svg(FILE *f, int64_t seg, uint64_t npages, const double *rows,
 
 /* Hot pages of a segment over time: a terminal view (one row per look, shaded), JSON Lines, or an
  * SVG of page offset x time. */
+/* The page count of segment `segarg` from tierd's status, or -1 after saying why. */
+static int64_t segment_pages(const char *segarg, int64_t *id)
+{
+	struct json_object *st = fetch_status(), *segs;
+	int64_t npages = -1;
+	char *end;
+
+	*id = strtoll(segarg, &end, 10);
+	if (!st)
+		return -1;
+	segs = get(st, "segments");
+	for (size_t i = 0; !*end && segs && i < json_object_array_length(segs); i++)
+		if (num(json_object_array_get_idx(segs, i), "id") == *id)
+			npages = num(json_object_array_get_idx(segs, i), "pages");
+	json_object_put(st);
+	if (npages <= 0)
+		fprintf(stderr, "tierctl: tierd tracks no segment %s (tierctl segments lists them)\n", segarg);
+	return npages;
+}
+
+/* The pages tierd rates hot right now, as ranges of page numbers. */
+static int cmd_hot(const char *segarg)
+{
+	int64_t id, npages = segment_pages(segarg, &id), nhot = 0;
+	uint8_t *bits;
+	int r;
+
+	if (npages <= 0)
+		return 1;
+	bits = malloc(((size_t)npages + 7) / 8);
+	if (!bits)
+		return 1;
+	r = tier_heat_query(socket_path, (uint32_t)id, bits, (uint64_t)npages, NULL);
+	if (r < 0) {
+		fprintf(stderr, "tierctl: heat of segment %lld: %s\n", (long long)id, strerror(-r));
+		free(bits);
+		return 1;
+	}
+	printf(json ? "{\"seg\":%lld,\"pages\":%lld,\"hot\":[" : "segment %lld, %lld pages; hot:",
+	       (long long)id, (long long)npages);
+	for (int64_t p = 0; p < npages;) {
+		int64_t q = p;
+
+		if (!(bits[p >> 3] & (1u << (p & 7)))) {
+			p++;
+			continue;
+		}
+		while (q + 1 < npages && (bits[(q + 1) >> 3] & (1u << ((q + 1) & 7))))
+			q++;
+		if (json)
+			printf("%s[%lld,%lld]", nhot ? "," : "", (long long)p, (long long)q);
+		else if (p == q)
+			printf(" %lld", (long long)p);
+		else
+			printf(" %lld-%lld", (long long)p, (long long)q);
+		nhot += q - p + 1;
+		p = q + 1;
+	}
+	if (json)
+		printf("],\"hot_pages\":%lld}\n", (long long)nhot);
+	else
+		printf("%s (%lld pages)\n", nhot ? "" : " none", (long long)nhot);
+	free(bits);
+	return 0;
+}
+
 static int cmd_heatmap(const char *segarg, double interval, long count, const char *svg)
 {
 	static const char shades[] = " .:-=+*#%@";
-	struct json_object *st = fetch_status(), *segs;
 	struct timespec ts = { (time_t)interval, (long)((interval - (time_t)interval) * 1e9) };
-	int64_t id = strtoll(segarg, NULL, 10), npages = -1;
+	int64_t id, npages = segment_pages(segarg, &id);
 	double *rows;
 	uint8_t *bits;
 	long n = count > 0 ? count : (svg ? 20 : 0);
 
-	if (!st)
+	if (npages <= 0)
 		return 1;
-	segs = get(st, "segments");
-	for (size_t i = 0; segs && i < json_object_array_length(segs); i++)
-		if (num(json_object_array_get_idx(segs, i), "id") == id)
-			npages = num(json_object_array_get_idx(segs, i), "pages");
-	json_object_put(st);
-	if (npages <= 0) {
-		fprintf(stderr, "tierctl: tierd tracks no segment %s (tierctl segments lists them)\n", segarg);
-		return 1;
-	}
 	bits = malloc(((size_t)npages + 7) / 8);
 	rows = calloc((size_t)(n ? n : 1), HEAT_COLS * sizeof(*rows));
 	if (!bits || !rows)
@@ -775,6 +832,8 @@ int main(int argc, char **argv)
 		return argc == 0 ? control(TIERD_CTL_METRICS, 0, NULL, 0, -1) : usage();
 	if (!strcmp(cmd, "top"))
 		return argc == 0 ? cmd_top(interval, count) : usage();
+	if (!strcmp(cmd, "hot"))
+		return argc == 1 ? cmd_hot(argv[0]) : usage();
 	if (!strcmp(cmd, "heatmap"))
 		return argc == 1 ? cmd_heatmap(argv[0], interval, count, svg) : usage();
 	if (!strcmp(cmd, "events"))

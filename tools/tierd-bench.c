@@ -29,6 +29,11 @@
  *                    tracked (a new key per fault), and checks the drained count. Medians over
  *                    rounds; needs root and kernel BTF.
  *
+ *   fork_attach      what a forked child of a process with a tracked segment costs (a PostgreSQL
+ *                    backend under the shim): the parent's fork() with a tracked 64 MiB shmem
+ *                    segment vs. with none ("fork_us"), and the child's time from fork() until
+ *                    its own attachment is tracked ("attach_us"); rounds alternate.
+ *
  * The next two need two NUMA nodes or more and root; they skip (77) elsewhere, and make bench-vm
  * runs them in the 2-node QEMU guest (tools/bench-vm.sh). Node 0 is the fast node, the highest
  * node the slow one; placement is always measured by the kernel (move_pages status queries through
@@ -2586,6 +2591,119 @@ static int bench_bpf_overhead(struct ctx *c)
 	return 0;
 }
 
+/* ---- fork_attach ----------------------------------------------------------------------------- */
+
+#define FA_ROUNDS 6
+#define FA_FORKS 100
+#define FA_SEG_BYTES (64 * MIB)
+
+/*
+ * FA_FORKS forks, each child exiting at once (seg NULL) or once its own attachment of the
+ * inherited segment is tracked (libtier's atfork handler starts it, as for a PostgreSQL backend
+ * under the shim). fork_us: what the parent waits in fork(); attach_us: fork to tracked, in the
+ * child.
+ */
+static int fa_round(struct tier_segment *seg, double *fork_us, double *attach_us)
+{
+	for (int i = 0; i < FA_FORKS; i++) {
+		uint64_t t0, t1, v = 0;
+		int p[2], st;
+		pid_t pid;
+
+		if (pipe2(p, O_CLOEXEC) < 0)
+			return fail("pipe: %s", strerror(errno));
+		t0 = now_ns();
+		pid = fork();
+		if (pid == 0) {
+			if (seg && tier_segment_wait_tracked(seg, TRACK_TIMEOUT_MS) == 0)
+				v = now_ns() - t0;
+			(void)!write(p[1], &v, sizeof(v));
+			_exit(0);
+		}
+		t1 = now_ns();
+		close(p[1]);
+		if (pid < 0) {
+			close(p[0]);
+			return fail("fork: %s", strerror(errno));
+		}
+		if (read(p[0], &v, sizeof(v)) != (ssize_t)sizeof(v))
+			v = 0;
+		close(p[0]);
+		waitpid(pid, &st, 0);
+		if (seg && v == 0)
+			return fail("a forked child was not tracked within %u ms", TRACK_TIMEOUT_MS);
+		fork_us[i] = (double)(t1 - t0) / 1e3;
+		attach_us[i] = (double)v / 1e3;
+	}
+	return 0;
+}
+
+static double median_of(double *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int bench_fork_attach(struct ctx *c)
+{
+	static const char *const args[] = { NULL };
+	static double plain[FA_ROUNDS * FA_FORKS], tracked[FA_ROUNDS * FA_FORKS],
+		attach[FA_ROUNDS * FA_FORKS], unused[FA_FORKS];
+	double round_plain[FA_ROUNDS], round_tracked[FA_ROUNDS], round_attach[FA_ROUNDS];
+	struct result res = { .bench = "fork_attach", .unit = "us", .n = FA_ROUNDS * FA_FORKS };
+	struct daemon d = { 0 };
+	double lo, hi, lo2, hi2, a90;
+	int r = -1;
+
+	/* The attach itself, not libtier's default wait before a child attaches (100 ms: children
+	 * that live shorter never attach; pgbench's connect_ratio measures that policy). */
+	setenv("TIERD_CHILD_ATTACH_DELAY_MS", "0", 1);
+	if (daemon_start(c, &d, -1, args) < 0)
+		return -1;
+	/* Rounds alternate: a process with no segment, then one with a tracked 64 MiB segment. */
+	for (int k = 0; k < FA_ROUNDS; k++) {
+		struct tier_segment *seg = NULL;
+
+		if (fa_round(NULL, plain + k * FA_FORKS, unused) < 0)
+			goto out;
+		if (segment_open(&d, FA_SEG_BYTES, &seg) < 0)
+			goto out;
+		if (fa_round(seg, tracked + k * FA_FORKS, attach + k * FA_FORKS) < 0) {
+			tier_segment_destroy(seg);
+			goto out;
+		}
+		tier_segment_destroy(seg);
+		round_plain[k] = median_of(plain + k * FA_FORKS, FA_FORKS);
+		round_tracked[k] = median_of(tracked + k * FA_FORKS, FA_FORKS);
+		round_attach[k] = median_of(attach + k * FA_FORKS, FA_FORKS);
+	}
+	minmax(round_tracked, FA_ROUNDS, &lo, &hi);
+	minmax(round_plain, FA_ROUNDS, &lo2, &hi2);
+	res.metric = "fork_us";
+	res.value = median_of(tracked, FA_ROUNDS * FA_FORKS);
+	res.baseline = median_of(plain, FA_ROUNDS * FA_FORKS);
+	res.note = "value: us the parent spends in fork() with a tracked 64 MiB shmem segment "
+		   "(libtier's atfork handlers); baseline: fork() with no segment; interleaved rounds";
+	snprintf(res.spread, sizeof(res.spread), "per-round medians %.1f-%.1f, baseline %.1f-%.1f "
+		 "(%d rounds x %d forks)", lo, hi, lo2, hi2, FA_ROUNDS, FA_FORKS);
+	emit(c, &res);
+	minmax(round_attach, FA_ROUNDS, &lo, &hi);
+	res.metric = "attach_us";
+	res.value = median_of(attach, FA_ROUNDS * FA_FORKS);
+	a90 = attach[(size_t)(FA_ROUNDS * FA_FORKS * 0.9)];
+	res.note = "value: us from fork() until the child's own attachment is tracked (control "
+		   "thread, uffd, ATTACH, tierd's registration), in the background of the child; "
+		   "baseline: a plain fork()";
+	snprintf(res.spread, sizeof(res.spread), "per-round medians %.0f-%.0f, p90 %.0f, max %.0f",
+		 lo, hi, a90, attach[FA_ROUNDS * FA_FORKS - 1]);
+	emit(c, &res);
+	r = 0;
+out:
+	if (daemon_stop(c, &d) < 0)
+		r = -1;
+	return r;
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static const struct {
@@ -2598,6 +2716,7 @@ static const struct {
 	{ "page_state", bench_page_state, 0 },
 	{ "daemon_cpu", bench_daemon_cpu, 0 },
 	{ "bpf_overhead", bench_bpf_overhead, 0 },
+	{ "fork_attach", bench_fork_attach, 0 },
 	/* Under emulation (the QEMU guest) these take minutes. */
 	{ "migration_throughput", bench_migration_throughput, 720 },
 	{ "placement", bench_placement, 420 },

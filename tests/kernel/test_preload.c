@@ -1,0 +1,441 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The LD_PRELOAD shim (lib/preload.c) on the real kernel, with a real tierd: an unmodified program
+ * (tests/helpers/preload-app.c) maps shared anonymous memory the way PostgreSQL does; the shim
+ * turns it into a memfd that tierd tracks in the parent and in every forked child, lets go of it
+ * on munmap/mremap/MAP_FIXED, and changes nothing the program can see when it cannot help
+ * (no tierd, no huge pages, below the size threshold, TIERD_PRELOAD=0).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static char sock[128];
+static pid_t tierd = -1;
+static bool have_huge;
+
+struct app {
+	pid_t pid;
+	int in, out; /* its stdin (we write), its stdout (we read) */
+	char buf[4096];
+	size_t len;
+};
+
+static int group_setup(void **state)
+{
+	(void)state;
+	snprintf(sock, sizeof(sock), "%s/tierd.sock", harness_dir());
+	have_huge = hugepages_reserve(40) == 0;
+	tierd = daemon_start(sock, "--epoch-ms", "50", NULL);
+	if (tierd < 0)
+		return -1;
+	chmod(sock, 0777); /* the unprivileged run connects as nobody */
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	daemon_stop(tierd);
+	hugepages_restore();
+	harness_cleanup();
+	return 0;
+}
+
+/* Starts preload-app with the shim preloaded; extra "K=V" environment entries, NULL-terminated
+ * (first the argv, then NULL, then the environment, then NULL). as_nobody runs it through setpriv. */
+static void app_start(struct app *a, bool as_nobody, const char *const *argv, const char *const *env)
+{
+	extern char **environ;
+	char preload[512], socket_env[200], *args[16], *envp[64];
+	int in[2], out[2], n = 0, e = 0;
+	posix_spawn_file_actions_t fa;
+
+	snprintf(preload, sizeof(preload), "LD_PRELOAD=%s", harness_bin("libtier-preload.so"));
+	snprintf(socket_env, sizeof(socket_env), "TIERD_SOCKET=%s", sock);
+	if (as_nobody) {
+		static char *const nobody[] = { "/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup",
+						"--clear-groups", "--" };
+		for (size_t i = 0; i < sizeof(nobody) / sizeof(nobody[0]); i++)
+			args[n++] = nobody[i];
+	}
+	args[n++] = (char *)harness_bin("tests/helpers/preload-app");
+	for (; *argv && n < 15; argv++)
+		args[n++] = (char *)*argv;
+	args[n] = NULL;
+	/* The test's own environment minus anything that would confuse the helper. */
+	for (char **p = environ; *p && e < 48; p++)
+		if (strncmp(*p, "LD_PRELOAD=", 11) && strncmp(*p, "TIERD_", 6))
+			envp[e++] = *p;
+	/* The case's own entries first: getenv() finds the first of a name. */
+	for (; env && *env && e < 59; env++)
+		envp[e++] = (char *)*env;
+	envp[e++] = preload;
+	envp[e++] = socket_env;
+	envp[e++] = "TIERD_MIN_BYTES=8M";
+	envp[e++] = "TIERD_QUIET=1";
+	envp[e] = NULL;
+
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	/* posix_spawn runs no atfork handlers: the test's own state stays out of the child. */
+	assert_int_equal(posix_spawn(&a->pid, args[0], &fa, NULL, args, envp), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(in[0]);
+	close(out[1]);
+	a->in = in[1];
+	a->out = out[0];
+	a->len = 0;
+}
+
+/* The next line the app prints (without '\n'), waiting up to timeout_ms; NULL on EOF/timeout. */
+static const char *app_line(struct app *a, unsigned timeout_ms)
+{
+	static char line[512];
+	uint64_t deadline = mono_usec() + timeout_ms * 1000ull;
+
+	for (;;) {
+		char *nl = memchr(a->buf, '\n', a->len);
+		struct pollfd p = { .fd = a->out, .events = POLLIN };
+		ssize_t n;
+		int64_t left;
+
+		if (nl) {
+			size_t l = (size_t)(nl - a->buf);
+
+			snprintf(line, sizeof(line), "%.*s", (int)l, a->buf);
+			memmove(a->buf, nl + 1, a->len - l - 1);
+			a->len -= l + 1;
+			return line;
+		}
+		left = (int64_t)(deadline - mono_usec()) / 1000;
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return NULL;
+		n = read(a->out, a->buf + a->len, sizeof(a->buf) - a->len - 1);
+		if (n <= 0)
+			return NULL;
+		a->len += (size_t)n;
+	}
+}
+
+static void app_expect(struct app *a, const char *prefix, char *rest, size_t restlen)
+{
+	const char *l = app_line(a, 10000);
+
+	if (!l)
+		fail_msg("preload-app: no \"%s\" line", prefix);
+	if (strncmp(l, prefix, strlen(prefix)) != 0)
+		fail_msg("preload-app said \"%s\", expected \"%s...\"", l, prefix);
+	if (rest)
+		snprintf(rest, restlen, "%s", l + strlen(prefix));
+}
+
+static void app_say(struct app *a)
+{
+	assert_int_equal(write(a->in, "go\n", 3), 3);
+}
+
+static int app_finish(struct app *a)
+{
+	close(a->in);
+	close(a->out);
+	return wait_exit(a->pid, 10000);
+}
+
+static int count_segments(const char *js)
+{
+	int n = 0;
+
+	for (const char *p = js; (p = strstr(p, "\"page_size\":")); p++)
+		n++;
+	return n;
+}
+
+/* Polls tierd's status until it tracks exactly one segment, with `attachments` (and faults when
+ * asked); returns that segment's id, or -1. */
+static long long wait_segment(long long attachments, bool faults, unsigned timeout_ms)
+{
+	uint64_t deadline = mono_usec() + timeout_ms * 1000ull;
+	char js[16384];
+
+	do {
+		if (status_fetch(sock, js, sizeof(js)) > 0 && count_segments(js) == 1 &&
+		    json_int(js, "\"segments\"", "attachments") == attachments &&
+		    (!faults || json_int(js, "\"segments\"", "faults") > 0))
+			return json_int(js, "\"segments\"", "id");
+		msleep(20);
+	} while (mono_usec() < deadline);
+	if (status_fetch(sock, js, sizeof(js)) > 0)
+		print_message("status: %s\n", js);
+	return -1;
+}
+
+/* The non-main threads of pid block the signals applications use. */
+static void check_threads_block_signals(pid_t pid)
+{
+	char path[64], text[4096];
+	struct dirent *d;
+	DIR *dir;
+	int others = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	assert_non_null(dir);
+	while ((d = readdir(dir))) {
+		char p2[384];
+		const char *b;
+		unsigned long long blk;
+
+		if (d->d_name[0] == '.' || atoi(d->d_name) == pid)
+			continue;
+		snprintf(p2, sizeof(p2), "%s/%s/status", path, d->d_name);
+		if (read_text(p2, text, sizeof(text)) < 0 || !(b = strstr(text, "SigBlk:")))
+			continue;
+		blk = strtoull(b + 7, NULL, 16);
+		others++;
+		for (int sig = 1; sig < 32; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP && !(blk & (1ull << (sig - 1))))
+				fail_msg("thread %s of pid %d does not block signal %d (SigBlk %llx)",
+					 d->d_name, (int)pid, sig, blk);
+	}
+	closedir(dir);
+	assert_true(others >= 1);
+}
+
+/* No fd of pid is /dev/userfaultfd. */
+static void check_no_uffd_dev(pid_t pid)
+{
+	char path[64], link[384], target[256];
+	struct dirent *d;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	assert_non_null(dir);
+	while ((d = readdir(dir))) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "%s/%s", path, d->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strcmp(target, "/dev/userfaultfd") == 0)
+			fail_msg("pid %d keeps /dev/userfaultfd open as fd %s", (int)pid, d->d_name);
+	}
+	closedir(dir);
+}
+
+static void children_of(pid_t pid, pid_t *kids, int max, int *n)
+{
+	char path[96], text[1024];
+
+	*n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	if (read_text(path, text, sizeof(text)) < 0)
+		return;
+	for (char *s = text, *end; *n < max; s = end) {
+		long v = strtol(s, &end, 10);
+
+		if (end == s)
+			break;
+		kids[(*n)++] = (pid_t)v;
+	}
+}
+
+/* Parent + nchild forked children all tracked on one segment, then munmap and a new mapping. */
+static void track_case(const char *kind, const char *mib, int nchild, bool as_nobody)
+{
+	const char *argv[] = { "track", kind, mib, NULL, NULL };
+	char nchild_s[8], rest[256];
+	long long id, id2;
+	struct app a;
+
+	snprintf(nchild_s, sizeof(nchild_s), "%d", nchild);
+	argv[3] = nchild_s;
+	app_start(&a, as_nobody, argv, NULL);
+	app_expect(&a, "MAPPED ", rest, sizeof(rest));
+	if (!strstr(rest, "memfd:tierd-preload"))
+		fail_msg("the mapping was not replaced: maps says \"%s\"", rest);
+	app_expect(&a, "READY", NULL, 0);
+	/* Every process attaches: the parent at mmap, each child from its atfork handler. */
+	id = wait_segment(nchild + 1, true, 15000);
+	assert_true(id > 0);
+	check_threads_block_signals(a.pid);
+	if (as_nobody) {
+		pid_t kids[64];
+		int n;
+
+		check_no_uffd_dev(a.pid);
+		children_of(a.pid, kids, 64, &n);
+		assert_int_equal(n, nchild);
+		for (int i = 0; i < n; i++)
+			check_no_uffd_dev(kids[i]);
+	}
+	app_say(&a);
+	app_expect(&a, "CHILDREN ", rest, sizeof(rest));
+	assert_int_equal(atoi(rest), nchild); /* every child verified its data */
+	app_expect(&a, "UNMAPPED", NULL, 0);
+	app_expect(&a, "REMAPPED ", rest, sizeof(rest));
+	assert_non_null(strstr(rest, "memfd:tierd-preload"));
+	/* The old segment is gone, the new one tracked (a PostgreSQL crash restart). */
+	id2 = wait_segment(1, false, 10000);
+	assert_true(id2 > 0);
+	assert_true(id2 != id);
+	app_say(&a);
+	assert_int_equal(app_finish(&a), 0);
+	assert_true(status_wait_no_segments(sock, 10000));
+}
+
+static void test_shmem_fork_track(void **state)
+{
+	(void)state;
+	track_case("shmem", "32", 3, false);
+}
+
+static void test_hugetlb_fork_track(void **state)
+{
+	(void)state;
+	if (!have_huge)
+		skip();
+	track_case("hugetlb", "32", 2, false);
+}
+
+/* vm.unprivileged_userfaultfd=0: tierd hands out /dev/userfaultfd, and no process keeps it. */
+static void test_unprivileged(void **state)
+{
+	char text[64];
+
+	(void)state;
+	if (read_text("/proc/sys/vm/unprivileged_userfaultfd", text, sizeof(text)) < 0 ||
+	    atoi(text) != 0 || access("/dev/userfaultfd", F_OK) != 0)
+		skip();
+	track_case("shmem", "16", 2, true);
+}
+
+/* Without tierd the program runs as before: replaced mapping, data intact, exit 0. */
+static void test_no_tierd(void **state)
+{
+	const char *argv[] = { "track", "shmem", "16", "1", NULL };
+	const char *env[] = { "TIERD_SOCKET=/nonexistent/tierd.sock", NULL };
+	char rest[256];
+	struct app a;
+
+	(void)state;
+	app_start(&a, false, argv, env);
+	app_expect(&a, "MAPPED ", rest, sizeof(rest));
+	app_expect(&a, "READY", NULL, 0);
+	msleep(200);
+	app_say(&a);
+	app_expect(&a, "CHILDREN 1/1", NULL, 0);
+	app_expect(&a, "UNMAPPED", NULL, 0);
+	app_expect(&a, "REMAPPED ", NULL, 0);
+	{
+		char js[4096];
+
+		/* tierd never heard of it. */
+		assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+		assert_int_equal(json_int(js, "\"segments\"", "id"), -1);
+	}
+	app_say(&a);
+	assert_int_equal(app_finish(&a), 0);
+}
+
+/* What the program sees when the huge page pool cannot hold the mapping: the same errno as
+ * without the shim (PostgreSQL's huge_pages=try falls back on it). */
+static void test_errno_unchanged(void **state)
+{
+	const char *argv[] = { "errno", "hugetlb", "65536", NULL };
+	const char *off[] = { "TIERD_PRELOAD=0", NULL };
+	char with[64], without[64];
+	struct app a;
+
+	(void)state;
+	app_start(&a, false, argv, off);
+	app_expect(&a, "ERRNO ", without, sizeof(without));
+	assert_int_equal(app_finish(&a), 0);
+	app_start(&a, false, argv, NULL);
+	app_expect(&a, "ERRNO ", with, sizeof(with));
+	assert_int_equal(app_finish(&a), 0);
+	assert_string_equal(with, without);
+	assert_int_equal(atoi(with), ENOMEM);
+}
+
+/* mremap and MAP_FIXED over a replaced mapping: it keeps working, and tierd lets go of it. */
+static void test_remap_and_fixed(void **state)
+{
+	const char *argv[] = { "remap", "16", NULL };
+	char rest[256];
+	struct app a;
+
+	(void)state;
+	app_start(&a, false, argv, NULL);
+	app_expect(&a, "REMAPPED ", rest, sizeof(rest));
+	assert_non_null(strstr(rest, "memfd:tierd-preload"));
+	app_expect(&a, "FIXED", NULL, 0);
+	assert_true(status_wait_no_segments(sock, 10000));
+	app_say(&a);
+	assert_int_equal(app_finish(&a), 0);
+}
+
+/* Private mappings, small shared ones and TIERD_PRELOAD=0 are left alone. */
+static void test_left_alone(void **state)
+{
+	const char *skip_argv[] = { "skip", "64", NULL };
+	const char *errno_argv[] = { "errno", "shmem", "64", NULL };
+	const char *off[] = { "TIERD_PRELOAD=0", NULL };
+	char rest[256];
+	struct app a;
+
+	(void)state;
+	app_start(&a, false, skip_argv, NULL);
+	app_expect(&a, "PRIVATE ", rest, sizeof(rest));
+	assert_null(strstr(rest, "memfd:"));
+	app_expect(&a, "SMALL ", rest, sizeof(rest));
+	assert_non_null(strstr(rest, "/dev/zero"));
+	assert_int_equal(app_finish(&a), 0);
+
+	app_start(&a, false, errno_argv, off);
+	app_expect(&a, "OK ", rest, sizeof(rest));
+	assert_non_null(strstr(rest, "/dev/zero"));
+	assert_int_equal(app_finish(&a), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_shmem_fork_track),
+		cmocka_unit_test(test_hugetlb_fork_track),
+		cmocka_unit_test(test_unprivileged),
+		cmocka_unit_test(test_no_tierd),
+		cmocka_unit_test(test_errno_unchanged),
+		cmocka_unit_test(test_remap_and_fixed),
+		cmocka_unit_test(test_left_alone),
+	};
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "test_preload: needs root (tierd, huge pages)\n");
+		return 77;
+	}
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
