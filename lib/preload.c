@@ -77,6 +77,9 @@ static struct {
 
 /* Set while the shim itself maps or unmaps: libtier's own calls go straight through. */
 static __thread int inside;
+/* Set while shim_init() looks up the C library's functions: an allocator that maps memory
+ * through mmap() from inside dlsym() gets the system call, not a second pthread_once(). */
+static __thread bool initializing;
 
 static uint64_t now_ms(void)
 {
@@ -137,9 +140,11 @@ static void shim_init(void)
 {
 	const char *e;
 
+	initializing = true;
 	shim.mmap = (mmap_fn)dlsym(RTLD_NEXT, "mmap");
 	shim.munmap = (munmap_fn)dlsym(RTLD_NEXT, "munmap");
 	shim.mremap = (mremap_fn)dlsym(RTLD_NEXT, "mremap");
+	initializing = false;
 	shim.enabled = shim.mmap && shim.munmap && shim.mremap;
 	e = getenv("TIERD_PRELOAD");
 	if (e && strcmp(e, "0") == 0)
@@ -326,8 +331,9 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 {
 	void *p;
 
-	shim_ready();
-	if (!shim.mmap)
+	if (!initializing)
+		shim_ready();
+	if (initializing || !shim.mmap)
 		return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 	/* MAP_FIXED replaces what was there, a replaced mapping too: tierd lets go of it first. */
 	if ((flags & MAP_FIXED) && !inside && any_replaced())
@@ -352,8 +358,9 @@ EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t o
 
 EXPORT int munmap(void *addr, size_t len)
 {
-	shim_ready();
-	if (!shim.munmap)
+	if (!initializing)
+		shim_ready();
+	if (initializing || !shim.munmap)
 		return (int)syscall(SYS_munmap, addr, len);
 	if (!inside && any_replaced() && len)
 		forget((uintptr_t)addr, (uintptr_t)addr + len);
@@ -370,8 +377,9 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 		new_addr = va_arg(ap, void *);
 		va_end(ap);
 	}
-	shim_ready();
-	if (!shim.mremap)
+	if (!initializing)
+		shim_ready();
+	if (initializing || !shim.mremap)
 		return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
 	if (!inside && any_replaced()) {
 		/* The mapping moves or changes size: tierd would track the wrong range. Untracked
