@@ -28,9 +28,11 @@ pgctl stop -m fast || die "PostgreSQL did not stop"
 
 tps_of() { awk '/^tps/ {print $3; exit}' "$1"; }
 
-# One run: "TPS CONNECT_TPS FAULTS" for mode plain|shim.
+# One run: "TPS CONNECT_TPS FAULTS MAPS" for mode plain|shim; MAPS = the postmaster's most
+# /proc/PID/maps lines seen during the select-only run (sampling windows split its VMAs, and fork
+# copies every VMA).
 run_once() {
-	local mode=$1 faults=0
+	local mode=$1 faults=0 maps=0 pm n
 	if [ "$mode" = shim ]; then
 		pgenv=(LD_PRELOAD="$SHIM" TIERD_SOCKET="$sock")
 	else
@@ -41,12 +43,19 @@ run_once() {
 		wait_attached 6 >/dev/null || die "the shim's segment was not attached by 6 processes"
 	fi
 	q "select pg_prewarm('pgbench_accounts')" >/dev/null
-	pgb -S -c 2 -j 2 -T "$SECS" -n >"$tmp/run.log" 2>&1 || die "pgbench -S ($mode) failed: $(tail -3 "$tmp/run.log")"
+	pm=$(head -1 "$data/postmaster.pid")
+	pgb -S -c 2 -j 2 -T "$SECS" -n >"$tmp/run.log" 2>&1 &
+	for _ in $(seq $((SECS * 2 - 2))); do
+		sleep 0.5
+		n=$(wc -l <"/proc/$pm/maps")
+		[ "$n" -gt "$maps" ] && maps=$n
+	done
+	wait $! || die "pgbench -S ($mode) failed: $(tail -3 "$tmp/run.log")"
 	pgb -S -C -c 2 -j 2 -T 5 -n >"$tmp/conn.log" 2>&1 || die "pgbench -S -C ($mode) failed: $(tail -3 "$tmp/conn.log")"
 	[ "$mode" = shim ] && faults=$(tctl segments | awk 'NR == 2 {print $6}')
 	pgctl stop -m fast || die "PostgreSQL ($mode) did not stop"
 	wait_no_segment || die "tierd still tracks a segment after PostgreSQL stopped"
-	echo "$(tps_of "$tmp/run.log") $(tps_of "$tmp/conn.log") ${faults:-0}"
+	echo "$(tps_of "$tmp/run.log") $(tps_of "$tmp/conn.log") ${faults:-0} $maps"
 }
 
 median() { tr ' ' '\n' | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -68,18 +77,18 @@ for pages in huge 4k; do
 	else
 		sed -i 's/^\(\s*\)huge_pages = .*/\1huge_pages = off/' "$data/postgresql.conf"
 	fi
-	plain=() shim=() plain_c=() shim_c=() faults=()
+	plain=() shim=() plain_c=() shim_c=() faults=() maps_plain=() maps_shim=()
 	for r in $(seq "$ROUNDS"); do
 		order="plain shim"
 		[ $((r % 2)) = 0 ] && order="shim plain"
 		for mode in $order; do
-			read -r tps conn f <<<"$(run_once $mode)"
+			read -r tps conn f maps <<<"$(run_once $mode)"
 			[ -n "$tps" ] && [ -n "$conn" ] || die "no tps from the $mode run"
-			say "$pages round $r $mode: $tps tps, $conn tps connecting${f:+, $f faults}"
+			say "$pages round $r $mode: $tps tps, $conn tps connecting, $f faults, postmaster maps $maps lines"
 			if [ $mode = shim ]; then
-				shim+=("$tps") shim_c+=("$conn") faults+=("$f")
+				shim+=("$tps") shim_c+=("$conn") faults+=("$f") maps_shim+=("$maps")
 			else
-				plain+=("$tps") plain_c+=("$conn")
+				plain+=("$tps") plain_c+=("$conn") maps_plain+=("$maps")
 			fi
 		done
 	done
@@ -87,7 +96,7 @@ for pages in huge 4k; do
 	suffix=$([ $pages = huge ] && echo "" || echo "_4k")
 	emit "tps_ratio$suffix" "$(echo "${shim[*]}" | median)" "$(echo "${plain[*]}" | median)" tps "$ROUNDS" \
 		"with the shim $(echo "${shim[*]}" | range), without $(echo "${plain[*]}" | range) ($ROUNDS interleaved runs each)" \
-		"select-only pgbench, 2 clients, ${SECS} s, scale $SCALE, shared_buffers 256MB in $label; shim + tierd tracking vs no shim; tierd faults per run: ${faults[*]}"
+		"select-only pgbench, 2 clients, ${SECS} s, scale $SCALE, shared_buffers 256MB in $label; shim + tierd tracking vs no shim; tierd faults per run: ${faults[*]}; postmaster maps lines (most seen) with the shim ${maps_shim[*]}, without ${maps_plain[*]}"
 	emit "connect_ratio$suffix" "$(echo "${shim_c[*]}" | median)" "$(echo "${plain_c[*]}" | median)" tps "$ROUNDS" \
 		"with the shim $(echo "${shim_c[*]}" | range), without $(echo "${plain_c[*]}" | range)" \
 		"pgbench -S -C (a new backend per transaction: fork + attach), 2 clients, 5 s, $label"

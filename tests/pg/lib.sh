@@ -28,7 +28,6 @@ id postgres >/dev/null 2>&1 || skip "no postgres user"
 for f in tierd tierctl libtier-preload.so; do
 	[ -e "$BUILD/$f" ] || die "$BUILD/$f is missing: build first (make)"
 done
-SHIM=$(realpath "$BUILD/libtier-preload.so")
 TIERD_BIN=$(realpath "$BUILD/tierd")
 TIERCTL=$(realpath "$BUILD/tierctl")
 [ "$(grep -s Hugepagesize /proc/meminfo | awk '{print $2}')" = $HUGE_KB ] ||
@@ -94,11 +93,14 @@ wait_no_segment() {
 hugeinfo() { grep -E "HugePages_(Total|Free|Rsvd|Surp)" /proc/meminfo | tr -s ' \n' ' '; }
 
 
-# Temp dir, cluster (initdb + configuration), huge page pool, tierd. Sets tmp, pgdir, data, sock,
-# port, need (huge pages of PostgreSQL's shared memory).
+# Temp dir, cluster (initdb + configuration), huge page pool. Sets tmp, SHIM, pgdir, data, sock,
+# port, need (huge pages of PostgreSQL's shared memory). tierd_start starts tierd.
 pg_setup() {
 	tmp=$(mktemp -d /tmp/tierd-pg.XXXXXX) || exit 1
 	chmod 755 "$tmp"
+	# The shim where user postgres can surely read it (the build tree may be in a private home).
+	SHIM=$tmp/libtier-preload.so
+	install -m 0755 "$BUILD/libtier-preload.so" "$SHIM"
 	pgdir=$tmp/pg
 	mkdir -p "$pgdir/run"
 	chown -R postgres: "$pgdir"
