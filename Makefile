@@ -147,7 +147,7 @@ $(PRELOAD_SO): lib/preload.c lib/preload.map $(LIBTIER_SRC) $(COMMON_SRC) $(wild
 $(BUILD)/tests/helpers/preload-app: tests/helpers/preload-app.c
 	$(call say,CC,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(CPPFLAGS) $(PRELOAD_CFLAGS) -o $@ $<
+	$(Q)$(CC) $(CPPFLAGS) $(PRELOAD_CFLAGS) -o $@ $< -lpthread
 
 $(LIBTIER_A): $(call obj,$(LIBTIER_SRC) $(COMMON_SRC))
 	$(call say,AR,$@)

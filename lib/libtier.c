@@ -19,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,13 @@
  * connection live shorter than that, and their first touches are not heat anyway. */
 #define DEFAULT_CHILD_ATTACH_DELAY_MS 100u
 
+/* Which file an fd number held when libtier opened it: a program that closes fds it did not open
+ * (closefrom) must not make libtier write to, or close, whatever reuses the number. */
+struct fd_id {
+	dev_t dev;
+	ino_t ino;
+};
+
 struct tier_segment {
 	/* Fixed at creation. */
 	int memfd;
@@ -46,6 +54,10 @@ struct tier_segment {
 	bool forked;             /* in a forked child, not yet attached: wait child_delay_ms first */
 
 	int stop_fd; /* eventfd: the control thread stops when it becomes readable */
+	struct fd_id stop_id, memfd_id;
+	bool stop_flag; /* atomic: stop, for when stop_fd is not ours any more */
+	uint8_t *msgbuf; /* TIERD_MSG_MAX_BYTES for the control thread's messages (not in TLS:
+			  * every thread of the application would pay for thread-local buffers) */
 	pthread_t thread;
 	bool thread_running;
 
@@ -100,6 +112,36 @@ static void set_state(struct tier_segment *seg, enum tier_state st)
 	pthread_mutex_unlock(&seg->lock);
 }
 
+static void fd_id_get(int fd, struct fd_id *id)
+{
+	struct stat st;
+
+	*id = (struct fd_id){ 0 };
+	if (fd >= 0 && fstat(fd, &st) == 0)
+		*id = (struct fd_id){ .dev = st.st_dev, .ino = st.st_ino };
+}
+
+static bool fd_is(int fd, const struct fd_id *id)
+{
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == id->dev && st.st_ino == id->ino;
+}
+
+/* Moves fd above 0-2: a program that closed stdin, stdout or stderr must not have libtier's fds
+ * take their numbers (a later write "to stderr" would land in them). */
+static int above_stdio(int fd)
+{
+	int r;
+
+	if (fd < 0 || fd > 2)
+		return fd;
+	r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	r = r < 0 ? -errno : r;
+	close(fd);
+	return r;
+}
+
 /* ---- the wire ------------------------------------------------------------------------------ */
 
 static int connect_daemon(const char *path)
@@ -114,6 +156,9 @@ static int connect_daemon(const char *path)
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
+	fd = above_stdio(fd);
+	if (fd < 0)
+		return fd;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int r = -errno;
 
@@ -143,7 +188,7 @@ static ssize_t wait_reply(int sock, int stop_fd, uint16_t type, void *buf, int *
 		r = poll(p, stop_fd >= 0 ? 2 : 1, (int)left);
 		if (r < 0 && errno != EINTR)
 			return -errno;
-		if (stop_fd >= 0 && (p[1].revents & POLLIN))
+		if (stop_fd >= 0 && (p[1].revents & (POLLIN | POLLNVAL | POLLERR)))
 			return 0;
 		if (r <= 0)
 			continue;
@@ -167,10 +212,9 @@ static ssize_t wait_reply(int sock, int stop_fd, uint16_t type, void *buf, int *
 	}
 }
 
-static int say_hello(int sock, int stop_fd, uint32_t flags, struct tierd_msg_welcome *w, int *devfd,
-		     unsigned timeout_ms)
+static int say_hello(uint8_t *buf, int sock, int stop_fd, uint32_t flags, struct tierd_msg_welcome *w,
+		     int *devfd, unsigned timeout_ms)
 {
-	static __thread uint8_t buf[TIERD_MSG_MAX_BYTES];
 	struct tierd_msg_hello h = { .pid = (uint32_t)getpid(), .flags = flags };
 	int fds[PROTO_MAX_FDS];
 	unsigned nfds = 0;
@@ -208,7 +252,7 @@ static void publish_fds(struct tier_segment *seg, int sock, int uffd)
 /* Returns 0 when attached (seg->sock/uffd live), 1 when asked to stop, or a negative errno. */
 static int attach_once(struct tier_segment *seg, unsigned *heartbeat_ms)
 {
-	static __thread uint8_t buf[TIERD_MSG_MAX_BYTES];
+	uint8_t *buf = seg->msgbuf;
 	uint64_t required = uffd_required_for_kind(seg->kind == TIER_HUGETLB ? TIERD_SEG_HUGETLB
 									      : TIERD_SEG_SHMEM);
 	struct tierd_msg_attach at = { .kind = seg->kind == TIER_HUGETLB ? TIERD_SEG_HUGETLB
@@ -233,8 +277,8 @@ static int attach_once(struct tier_segment *seg, unsigned *heartbeat_ms)
 	publish_fds(seg, sock, -1);
 
 	ops = uffd_ops_real(NULL);
-	uffd = uffd_negotiate(&ops, required, 0, &hs);
-	r = say_hello(sock, seg->stop_fd, uffd == -EPERM ? TIERD_HELLO_WANT_UFFD_DEV : 0, &w, &devfd,
+	uffd = above_stdio(uffd_negotiate(&ops, required, 0, &hs));
+	r = say_hello(seg->msgbuf, sock, seg->stop_fd, uffd == -EPERM ? TIERD_HELLO_WANT_UFFD_DEV : 0, &w, &devfd,
 		      seg->hang_timeout_ms);
 	if (r < 0) {
 		set_error(seg, r, "tierd at %s did not greet: %s", seg->socket_path, strerror(-r));
@@ -251,7 +295,7 @@ static int attach_once(struct tier_segment *seg, unsigned *heartbeat_ms)
 		/* Use the device once and drop it: keeping it would hand every later child the
 		 * power that the sysctl withholds. */
 		ops = uffd_ops_real(&devfd);
-		uffd = uffd_negotiate(&ops, required, 0, &hs);
+		uffd = above_stdio(uffd_negotiate(&ops, required, 0, &hs));
 		close(devfd);
 	} else if (devfd >= 0) {
 		close(devfd);
@@ -324,7 +368,7 @@ static int do_zap(struct tier_segment *seg, const struct tierd_zap_range *z)
 
 static enum serve_end serve(struct tier_segment *seg, unsigned heartbeat_ms)
 {
-	static __thread uint8_t buf[TIERD_MSG_MAX_BYTES];
+	uint8_t *buf = seg->msgbuf;
 	uint64_t last_pong = mono_ms(), next_ping = last_pong + heartbeat_ms;
 	int sock = seg->sock;
 
@@ -347,14 +391,15 @@ static enum serve_end serve(struct tier_segment *seg, unsigned heartbeat_ms)
 		r = poll(p, 2, (int)(next_ping - now));
 		if (r < 0 && errno != EINTR)
 			return END_HANGUP;
-		if (p[1].revents & POLLIN)
+		if ((p[1].revents & (POLLIN | POLLNVAL | POLLERR)) ||
+		    __atomic_load_n(&seg->stop_flag, __ATOMIC_ACQUIRE))
 			return END_STOP;
 		if (r <= 0)
 			continue;
 		for (int i = 0; i < 64; i++) {
 			int fds[PROTO_MAX_FDS];
 			unsigned nfds = 0;
-			ssize_t n = proto_recv(sock, buf, sizeof(buf), fds, &nfds);
+			ssize_t n = proto_recv(sock, buf, TIERD_MSG_MAX_BYTES, fds, &nfds);
 			const struct tierd_msg_hdr *h = (const void *)buf;
 
 			if (n == -EAGAIN)
@@ -446,7 +491,7 @@ static bool wait_stop(struct tier_segment *seg, unsigned ms)
 {
 	struct pollfd p = { .fd = seg->stop_fd, .events = POLLIN };
 
-	return poll(&p, 1, (int)ms) > 0;
+	return poll(&p, 1, (int)ms) > 0 || __atomic_load_n(&seg->stop_flag, __ATOMIC_ACQUIRE);
 }
 
 static bool permanent(int r)
@@ -508,9 +553,10 @@ static int start_control(struct tier_segment *seg)
 	sigset_t all, old;
 	int r;
 
-	seg->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	seg->stop_fd = above_stdio(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	if (seg->stop_fd < 0)
-		return -errno;
+		return seg->stop_fd == -1 ? -errno : seg->stop_fd;
+	fd_id_get(seg->stop_fd, &seg->stop_id);
 	/* The thread starts with every signal blocked: application signals go to app threads. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -557,6 +603,7 @@ static void atfork_child(void)
 		s->thread_running = false;
 		s->announced = true; /* the parent already said it, if it had to */
 		s->forked = true;
+		s->stop_flag = false;
 		memset(&s->info, 0, sizeof(s->info));
 		pthread_mutex_unlock(&s->lock);
 		/* A child starts unregistered and attaches in the background: fork stays cheap. */
@@ -582,6 +629,11 @@ static int seg_alloc(const struct tier_options *opts, struct tier_segment **ret)
 	seg = calloc(1, sizeof(*seg));
 	if (!seg)
 		return -ENOMEM;
+	seg->msgbuf = malloc(TIERD_MSG_MAX_BYTES);
+	if (!seg->msgbuf) {
+		free(seg);
+		return -ENOMEM;
+	}
 	seg->memfd = seg->sock = seg->uffd = seg->stop_fd = -1;
 	seg->addr = MAP_FAILED;
 	seg->kind = opts->kind;
@@ -607,14 +659,15 @@ static int seg_alloc(const struct tier_options *opts, struct tier_segment **ret)
 /* Frees a segment whose control thread is not running (never started, or joined). */
 static void seg_release(struct tier_segment *seg)
 {
-	if (seg->stop_fd >= 0)
+	if (fd_is(seg->stop_fd, &seg->stop_id))
 		close(seg->stop_fd);
 	if (seg->owns_mapping && seg->addr != MAP_FAILED)
 		munmap(seg->addr, seg->size);
-	if (seg->memfd >= 0)
+	if (fd_is(seg->memfd, &seg->memfd_id))
 		close(seg->memfd);
 	pthread_mutex_destroy(&seg->lock);
 	pthread_cond_destroy(&seg->cond);
+	free(seg->msgbuf);
 	free(seg);
 }
 
@@ -659,11 +712,12 @@ int tier_segment_create(const struct tier_options *opts, struct tier_segment **r
 		goto fail;
 	}
 	seg->size = (opts->size + seg->page_size - 1) / seg->page_size * seg->page_size;
-	seg->memfd = memfd_create(opts->name ? opts->name : "tier", flags);
+	seg->memfd = above_stdio(memfd_create(opts->name ? opts->name : "tier", flags));
 	if (seg->memfd < 0) {
-		r = -errno;
+		r = seg->memfd == -1 ? -errno : seg->memfd;
 		goto fail;
 	}
+	fd_id_get(seg->memfd, &seg->memfd_id);
 	if (ftruncate(seg->memfd, (off_t)seg->size) < 0 ||
 	    fcntl(seg->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
 		r = -errno;
@@ -698,6 +752,7 @@ int tier_segment_adopt(int memfd, void *addr, size_t len, const struct tier_opti
 	if (r < 0)
 		return r;
 	seg->memfd = memfd;
+	fd_id_get(memfd, &seg->memfd_id);
 	seg->addr = addr;
 	seg->size = len;
 	seg->page_size = seg->kind == TIER_HUGETLB ? (size_t)1 << (opts->huge_shift ? opts->huge_shift : 21)
@@ -768,12 +823,18 @@ int tier_segment_wait_tracked(struct tier_segment *seg, unsigned timeout_ms)
 static int query_open(const char *path)
 {
 	struct tierd_msg_welcome w;
+	uint8_t *buf = malloc(TIERD_MSG_MAX_BYTES);
 	int sock, devfd, r;
 
+	if (!buf)
+		return -ENOMEM;
 	sock = connect_daemon(path);
-	if (sock < 0)
+	if (sock < 0) {
+		free(buf);
 		return sock;
-	r = say_hello(sock, -1, 0, &w, &devfd, DEFAULT_HANG_TIMEOUT_MS);
+	}
+	r = say_hello(buf, sock, -1, 0, &w, &devfd, DEFAULT_HANG_TIMEOUT_MS);
+	free(buf);
 	if (r < 0) {
 		close(sock);
 		return r;
@@ -781,10 +842,9 @@ static int query_open(const char *path)
 	return sock;
 }
 
-int tier_heat_query(const char *socket_path, uint32_t segment_id, uint8_t *bitmap, uint64_t npages,
-		    uint64_t *faults)
+static int tier_heat_query_in(uint8_t *buf, const char *socket_path, uint32_t segment_id,
+			      uint8_t *bitmap, uint64_t npages, uint64_t *faults)
 {
-	static __thread uint8_t buf[TIERD_MSG_MAX_BYTES];
 	const struct tierd_msg_heat_reply *rep = (const void *)buf;
 	const char *env = getenv("TIERD_SOCKET");
 	uint64_t page = 0;
@@ -831,6 +891,21 @@ int tier_heat_query(const char *socket_path, uint32_t segment_id, uint8_t *bitma
 	return r;
 }
 
+/* The message buffer is on the heap: a thread-local one would cost every thread of the
+ * application 64 KiB. */
+int tier_heat_query(const char *socket_path, uint32_t segment_id, uint8_t *bitmap, uint64_t npages,
+		    uint64_t *faults)
+{
+	uint8_t *buf = malloc(TIERD_MSG_MAX_BYTES);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = tier_heat_query_in(buf, socket_path, segment_id, bitmap, npages, faults);
+	free(buf);
+	return r;
+}
+
 int tier_segment_heat(struct tier_segment *seg, uint8_t *bitmap, uint64_t npages, uint64_t *faults)
 {
 	uint32_t segment_id;
@@ -855,15 +930,18 @@ void tier_segment_destroy(struct tier_segment *seg)
 		}
 	pthread_mutex_unlock(&list_lock);
 	if (seg->thread_running) {
-		(void)eventfd_write(seg->stop_fd, 1);
+		/* When the program closed stop_fd, the thread sees the flag within a heartbeat or a
+		 * hang timeout. */
+		__atomic_store_n(&seg->stop_flag, true, __ATOMIC_RELEASE);
+		if (fd_is(seg->stop_fd, &seg->stop_id))
+			(void)eventfd_write(seg->stop_fd, 1);
 		pthread_join(seg->thread, NULL);
 	}
 	seg_release(seg);
 }
 
-int tier_status_json(const char *socket_path, char *out, size_t len)
+static int tier_status_json_in(uint8_t *buf, const char *socket_path, char *out, size_t len)
 {
-	static __thread uint8_t buf[TIERD_MSG_MAX_BYTES];
 	struct tierd_msg_hdr q;
 	const char *env = getenv("TIERD_SOCKET");
 	int fds[PROTO_MAX_FDS], sock, r;
@@ -897,10 +975,23 @@ int tier_status_json(const char *socket_path, char *out, size_t len)
 	return r;
 }
 
-int tier_control(const char *socket_path, uint32_t op, uint64_t arg, const char *const *args,
-		 unsigned nargs, int fd, char *out, size_t len)
+/* The message buffer is on the heap: a thread-local one would cost every thread of the
+ * application 64 KiB. */
+int tier_status_json(const char *socket_path, char *out, size_t len)
 {
-	static __thread uint8_t buf[TIERD_MSG_MAX_BYTES];
+	uint8_t *buf = malloc(TIERD_MSG_MAX_BYTES);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = tier_status_json_in(buf, socket_path, out, len);
+	free(buf);
+	return r;
+}
+
+static int tier_control_in(uint8_t *buf, const char *socket_path, uint32_t op, uint64_t arg, const char *const *args,
+			 unsigned nargs, int fd, char *out, size_t len)
+{
 	struct tierd_msg_control *q = (struct tierd_msg_control *)buf;
 	const struct tierd_msg_control_reply *rep = (const void *)buf;
 	const char *env = getenv("TIERD_SOCKET");
@@ -914,7 +1005,7 @@ int tier_control(const char *socket_path, uint32_t op, uint64_t arg, const char 
 	for (unsigned i = 0; i < nargs; i++) {
 		size_t l = strlen(args[i]) + 1;
 
-		if (size + l > sizeof(buf))
+		if (size + l > TIERD_MSG_MAX_BYTES)
 			return -E2BIG;
 		memcpy(buf + size, args[i], l);
 		size += l;
@@ -944,5 +1035,20 @@ int tier_control(const char *socket_path, uint32_t op, uint64_t arg, const char 
 		}
 	}
 	close(sock);
+	return r;
+}
+
+/* The message buffer is on the heap: a thread-local one would cost every thread of the
+ * application 64 KiB. */
+int tier_control(const char *socket_path, uint32_t op, uint64_t arg, const char *const *args,
+		 unsigned nargs, int fd, char *out, size_t len)
+{
+	uint8_t *buf = malloc(TIERD_MSG_MAX_BYTES);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = tier_control_in(buf, socket_path, op, arg, args, nargs, fd, out, len);
+	free(buf);
 	return r;
 }

@@ -66,6 +66,7 @@ static struct {
 	munmap_fn munmap;
 	mremap_fn mremap;
 	bool enabled, verbose;
+	bool commit_strict; /* vm.overcommit_memory = 2: shmem would escape commit accounting */
 	enum kinds kinds;
 	unsigned long long min_bytes;
 	unsigned release_wait_ms;       /* how long tierd may take to let go of huge pages */
@@ -165,8 +166,23 @@ static void shim_init(void)
 	/* libtier's hang timeout: the longest a live tierd takes to answer. */
 	e = getenv("TIERD_HANG_TIMEOUT_MS");
 	shim.release_wait_ms = e && *e ? (unsigned)strtoul(e, NULL, 10) : 0;
-	if (!shim.release_wait_ms || shim.release_wait_ms > 60000)
+	if (!shim.release_wait_ms)
 		shim.release_wait_ms = 2000;
+	if (shim.release_wait_ms > 60000)
+		shim.release_wait_ms = 60000;
+	/* A shared anonymous mapping is charged to the commit limit when it is made; a memfd's
+	 * pages only when they are allocated, where running out means SIGBUS instead of ENOMEM
+	 * from mmap. Under strict overcommit, 4 KiB mappings stay as they are. */
+	{
+		int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+		char c = '0';
+
+		if (fd >= 0) {
+			(void)!read(fd, &c, 1);
+			close(fd);
+		}
+		shim.commit_strict = c == '2';
+	}
 	shim.kinds = KINDS_ALL;
 	e = getenv("TIERD_PRELOAD_KINDS");
 	if (e && strcmp(e, "hugetlb") == 0)
@@ -183,15 +199,28 @@ static void shim_ready(void)
 	pthread_once(&shim.once, shim_init);
 }
 
-static bool candidate(size_t len, int prot, int flags, int fd)
+/* Look the C library's functions up before the program runs, when nothing holds an allocator's
+ * lock; the lazy path stays for calls from constructors that ran earlier. */
+__attribute__((constructor)) static void shim_ctor(void)
+{
+	shim_ready();
+}
+
+static bool candidate(size_t len, int prot, int flags, int fd, off_t off)
 {
 	bool huge = flags & MAP_HUGETLB;
 
+	/* MAP_SHARED exactly: MAP_SHARED_VALIDATE refuses MAP_ANONYMOUS, and an unaligned offset
+	 * is EINVAL; the original call says so. */
 	if (!shim.enabled || inside || !(flags & MAP_ANONYMOUS) || fd != -1 ||
-	    (flags & MAP_TYPE) == MAP_PRIVATE || len < shim.min_bytes)
+	    (flags & MAP_TYPE) != MAP_SHARED || (off & (sysconf(_SC_PAGESIZE) - 1)) ||
+	    len < shim.min_bytes)
 		return false;
 	/* Mappings that are not plain data memory stay as they are. */
-	if ((prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE) || (flags & MAP_GROWSDOWN))
+	if ((prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE) || (prot & PROT_EXEC) ||
+	    (flags & MAP_GROWSDOWN))
+		return false;
+	if (!huge && shim.commit_strict)
 		return false;
 	return shim.kinds == KINDS_ALL || (shim.kinds == KINDS_HUGETLB) == huge;
 }
@@ -237,6 +266,16 @@ static void *replace(void *addr, size_t len, int prot, int flags)
 	fd = memfd_create("tierd-preload", mfd);
 	if (fd < 0)
 		return MAP_FAILED;
+	if (fd < 3) {
+		/* The program closed stdin, stdout or stderr: whatever it later writes there must not
+		 * land in its shared memory. */
+		int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
+		close(fd);
+		if (high < 0)
+			return MAP_FAILED;
+		fd = high;
+	}
 	/* A hugetlbfs file's block size is its huge page size (the default one when no bits). */
 	if (fstat(fd, &st) < 0)
 		goto fail;
@@ -284,10 +323,11 @@ fail:
 	return MAP_FAILED;
 }
 
-/* Detaches and forgets every replaced mapping that [start, end) touches. */
+/* Detaches and forgets every replaced mapping that [start, end) touches. errno is kept. */
 static void forget(uintptr_t start, uintptr_t end)
 {
 	struct shim_map *gone = NULL;
+	int saved = errno;
 
 	pthread_mutex_lock(&shim.lock);
 	for (struct shim_map **pp = &shim.maps; *pp;) {
@@ -307,18 +347,23 @@ static void forget(uintptr_t start, uintptr_t end)
 	 * and wakes its faults before the caller unmaps it. */
 	while (gone) {
 		struct shim_map *m = gone;
+		struct tier_info info = { 0 };
 
 		gone = m->next;
+		if (m->seg)
+			tier_segment_info(m->seg, &info);
 		if (shim.verbose)
 			say("mapping at %#lx detached from tierd (unmapped or moved)",
 			    (unsigned long)m->start);
 		inside++;
 		tier_segment_destroy(m->seg);
 		inside--;
-		if (m->huge && m->seg)
+		/* Only a segment tierd has had holds huge pages there. */
+		if (m->huge && info.attaches)
 			__atomic_store_n(&shim.released_ms, now_ms(), __ATOMIC_RELEASE);
 		free(m);
 	}
+	errno = saved;
 }
 
 static bool any_replaced(void)
@@ -338,7 +383,7 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	/* MAP_FIXED replaces what was there, a replaced mapping too: tierd lets go of it first. */
 	if ((flags & MAP_FIXED) && !inside && any_replaced())
 		forget((uintptr_t)addr, (uintptr_t)addr + len);
-	if (candidate(len, prot, flags, fd)) {
+	if (candidate(len, prot, flags, fd, off)) {
 		int saved = errno;
 
 		inside++;
@@ -385,7 +430,9 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 		/* The mapping moves or changes size: tierd would track the wrong range. Untracked
 		 * from here on; the memory itself behaves as it would have. A fixed target replaces
 		 * whatever was there, a replaced mapping too. */
-		forget((uintptr_t)old, (uintptr_t)old + (old_len ? old_len : 1));
+		/* old_len 0 makes a second mapping of a shared one and leaves the first. */
+		if (old_len)
+			forget((uintptr_t)old, (uintptr_t)old + old_len);
 		if (flags & MREMAP_FIXED)
 			forget((uintptr_t)new_addr, (uintptr_t)new_addr + new_len);
 	}

@@ -11,11 +11,17 @@
  *       munmap ("UNMAPPED"), map again as a crash restart does ("REMAPPED <maps name>");
  *       <line>: exit.
  *   preload-app errno shmem|hugetlb MIB   one mmap: "OK <maps name>" or "ERRNO <n>"
- *   preload-app remap MIB                 mremap grow, then MAP_FIXED over the result
+ *   preload-app remap MIB                 "MAPPED"; <line>: mremap grow, "REMAPPED"; <line>: a new
+ *                                         mapping, "MAPPED2"; <line>: MAP_FIXED over it, "FIXED";
+ *                                         <line>: exit
  *   preload-app skip MIB                  a MAP_PRIVATE mapping and a small shared one
+ *   preload-app hygiene MIB               with stderr closed: map, fill, a thread on a 64 KiB
+ *                                         stack, wait 500 ms (libtier may complain meanwhile),
+ *                                         check the data: "OK" or what went wrong
  * Exit status 0 when every check held.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -173,6 +179,9 @@ static int remap(size_t size)
 		return 1;
 	for (size_t off = 0; off < size; off += WORD_STRIDE)
 		p[off / 8] = expect(off, 7);
+	maps_name((const void *)p, name, sizeof(name));
+	printf("MAPPED %s\n", name);
+	wait_line();
 	q = mremap((void *)p, size, 2 * size, MREMAP_MAYMOVE);
 	if (q == MAP_FAILED) {
 		printf("MREMAP %d\n", errno);
@@ -185,15 +194,60 @@ static int remap(size_t size)
 		}
 	maps_name((const void *)q, name, sizeof(name));
 	printf("REMAPPED %s\n", name);
-	/* MAP_FIXED private memory over the first half: the kernel replaces it, tierd must let go. */
-	r = mmap((void *)q, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-	if (r != (void *)q || q[0] != 0) {
+	wait_line();
+	p = map_shared(size, 0);
+	if (p == MAP_FAILED)
+		return 1;
+	p[0] = 5;
+	maps_name((const void *)p, name, sizeof(name));
+	printf("MAPPED2 %s\n", name);
+	wait_line();
+	/* MAP_FIXED private memory over it: the kernel replaces it, tierd must let go. */
+	r = mmap((void *)p, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (r != (void *)p || p[0] != 0) {
 		printf("FIXED failed %d\n", errno);
 		return 1;
 	}
 	printf("FIXED\n");
-	fflush(stdout);
 	wait_line();
+	return 0;
+}
+
+static void *nothing(void *arg)
+{
+	return arg;
+}
+
+static int hygiene(size_t size)
+{
+	volatile uint8_t *p;
+	pthread_attr_t attr;
+	pthread_t th;
+	int r;
+
+	close(2); /* the next fd the program or the shim opens takes number 2 */
+	p = map_shared(size, 0);
+	if (p == MAP_FAILED) {
+		printf("MMAP %d\n", errno);
+		return 1;
+	}
+	memset((void *)p, 0xAA, size);
+	/* Thread-local storage the shim brings comes out of every thread's stack. */
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 << 10);
+	r = pthread_create(&th, &attr, nothing, NULL);
+	if (r) {
+		printf("PTHREAD_CREATE %d\n", r);
+		return 1;
+	}
+	pthread_join(th, NULL);
+	usleep(500 * 1000);
+	for (size_t i = 0; i < size; i++)
+		if (p[i] != 0xAA) {
+			printf("CORRUPT at %zu: %.40s\n", i, (const char *)p + i);
+			return 1;
+		}
+	printf("OK\n");
 	return 0;
 }
 
@@ -217,6 +271,8 @@ int main(int argc, char **argv)
 		printf("OK %s\n", name);
 		return 0;
 	}
+	if (argc >= 3 && strcmp(argv[1], "hygiene") == 0)
+		return hygiene(strtoull(argv[2], NULL, 10) << 20);
 	if (argc >= 3 && strcmp(argv[1], "remap") == 0)
 		return remap(strtoull(argv[2], NULL, 10) << 20);
 	if (argc >= 3 && strcmp(argv[1], "skip") == 0) {

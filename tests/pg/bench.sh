@@ -55,7 +55,7 @@ run_once() {
 	[ "$mode" = shim ] && faults=$(tctl segments | awk 'NR == 2 {print $6}')
 	pgctl stop -m fast || die "PostgreSQL ($mode) did not stop"
 	wait_no_segment || die "tierd still tracks a segment after PostgreSQL stopped"
-	echo "$(tps_of "$tmp/run.log") $(tps_of "$tmp/conn.log") ${faults:-0} $maps"
+	echo "$(tps_of "$tmp/run.log") $(tps_of "$tmp/conn.log") ${faults:-0} $maps" >"$tmp/once"
 }
 
 median() { tr ' ' '\n' | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -82,7 +82,10 @@ for pages in huge 4k; do
 		order="plain shim"
 		[ $((r % 2)) = 0 ] && order="shim plain"
 		for mode in $order; do
-			read -r tps conn f maps <<<"$(run_once $mode)"
+			# Not in $( ): die must end the bench, not a subshell.
+			rm -f "$tmp/once"
+			run_once $mode
+			read -r tps conn f maps <"$tmp/once"
 			[ -n "$tps" ] && [ -n "$conn" ] || die "no tps from the $mode run"
 			say "$pages round $r $mode: $tps tps, $conn tps connecting, $f faults, postmaster maps $maps lines"
 			if [ $mode = shim ]; then

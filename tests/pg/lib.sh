@@ -18,7 +18,7 @@ skip() {
 failures=0
 fail() { say "FAIL: $*"; failures=$((failures + 1)); }
 ok() { say "ok: $*"; }
-die() { say "FAIL: $*"; exit 1; }
+die() { say "FAIL: $*"; failures=$((failures + 1)); exit 1; }
 
 [ "$(id -u)" = 0 ] || skip "needs root (huge pages, tierd, runuser)"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -32,11 +32,15 @@ TIERD_BIN=$(realpath "$BUILD/tierd")
 TIERCTL=$(realpath "$BUILD/tierctl")
 [ "$(grep -s Hugepagesize /proc/meminfo | awk '{print $2}')" = $HUGE_KB ] ||
 	skip "the default huge page size is not 2 MiB"
+# PostgreSQL runs as postgres: userfaultfd(2) needs vm.unprivileged_userfaultfd=1, or tierd hands
+# out /dev/userfaultfd.
+[ -e /dev/userfaultfd ] || [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" = 1 ] ||
+	skip "no /dev/userfaultfd and vm.unprivileged_userfaultfd=0: PostgreSQL (user postgres) cannot be tracked"
 
 asuser() { runuser -u postgres -- "$@"; }
 pgctl() { asuser env "${pgenv[@]}" "$PGBIN/pg_ctl" -D "$data" -l "$pgdir/pg.log" -w -t 60 "$@" >/dev/null; }
-q() { asuser "$PGBIN/psql" -h "$pgdir/run" -p $port -d postgres -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
-pgb() { asuser "$PGBIN/pgbench" -h "$pgdir/run" -p $port "$@" postgres; }
+q() { asuser timeout 120 "$PGBIN/psql" -h "$pgdir/run" -p $port -d postgres -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
+pgb() { asuser timeout 300 "$PGBIN/pgbench" -h "$pgdir/run" -p $port "$@" postgres; }
 huge_free() { awk '/HugePages_Free/ {print $2}' /proc/meminfo; }
 # Huge pages taken: allocated or reserved by a mapping.
 huge_used() { awk '/HugePages_Total/ {t=$2} /HugePages_Free/ {f=$2} /HugePages_Rsvd/ {r=$2} END {print t-f+r}' /proc/meminfo; }

@@ -185,8 +185,9 @@ pgctl stop -m fast || fail "PostgreSQL did not stop"
 # Too few huge pages: the same failure as without the shim, and huge_pages=try falls back.
 [ "$(huge_free)" -ge "$need" ] || fail "huge pages not given back after PostgreSQL stopped ($(huge_free) free, need $need)"
 echo $(( $(cat $nr_file) - $(huge_free) + need / 2 )) >$nr_file
-asuser "$PGBIN/postgres" -D "$data" >"$tmp/nohuge-plain.log" 2>&1
-asuser env LD_PRELOAD="$SHIM" TIERD_SOCKET="$sock" "$PGBIN/postgres" -D "$data" >"$tmp/nohuge-shim.log" 2>&1
+# (If PostgreSQL did start after all, the timeout ends it.)
+asuser timeout 60 "$PGBIN/postgres" -D "$data" >"$tmp/nohuge-plain.log" 2>&1
+asuser env LD_PRELOAD="$SHIM" TIERD_SOCKET="$sock" timeout 60 "$PGBIN/postgres" -D "$data" >"$tmp/nohuge-shim.log" 2>&1
 plain=$(grep -o "FATAL: .*" "$tmp/nohuge-plain.log" | head -1)
 shim=$(grep -o "FATAL: .*" "$tmp/nohuge-shim.log" | head -1)
 if [ -n "$plain" ] && [ "$plain" = "$shim" ]; then
