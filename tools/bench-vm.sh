@@ -35,7 +35,10 @@ trap 'rm -f "$got"' EXIT
 trap 'exit 130' INT TERM
 
 for b in "${benches[@]}"; do
-	[ "$b" = pgbench_numa ] && export VM_WITH_PG=1
+	if [ "$b" = pgbench_numa ]; then
+		export VM_WITH_PG=1
+		VM_ENV="${VM_ENV:-} PG_ROUNDS PG_WARM_SECONDS PG_SECONDS PG_SCALE PG_SHARED_BUFFERS PG_TIERD_ARGS"
+	fi
 done
 VM_ENV="${VM_ENV:-} BENCH_COMMIT" tests/vm/run-vm.sh --nodes 2 --timeout "${VM_TIMEOUT:-900}" -- \
 	tools/bench-vm.sh --guest "${benches[@]}" |

@@ -1,7 +1,7 @@
 #!/bin/bash
 # pgbench_numa: PostgreSQL's huge page buffer pool starting on the slow node of a machine with
-# several NUMA nodes (the 2-node QEMU guest: make bench-vm-pg), select-only TPS and where the pool's
-# pages end up, for four variants run interleaved, PG_ROUNDS (2) rounds each:
+# several NUMA nodes (the 2-node QEMU guest: make bench-vm-pg, ~12 min), select-only TPS and where the pool's
+# pages end up, for four variants run interleaved, PG_ROUNDS (3) rounds each:
 #   plain  no shim, no tierd, kernel.numa_balancing=0
 #   tierd  the LD_PRELOAD shim + tierd (default settings: epoch 100 ms, migration every 5 epochs;
 #          PG_TIERD_ARGS adds options)
@@ -13,8 +13,8 @@
 # faulting task's policy. tierd's migrations take fresh huge pages on the fast node (TESTBED.md: a
 # huge page move needs free memory there, not a pool page). All CPUs are on node 0.
 # Each run: start PostgreSQL (and tierd), pg_prewarm pgbench_accounts and its index (the pool's
-# pages are faulted in on the slow node), PG_WARM_SECONDS (25) of select-only pgbench for tierd to
-# find and move the hot pages, then PG_SECONDS (15) measured, and the huge pages in use per node
+# pages are faulted in on the slow node), PG_WARM_SECONDS (20) of select-only pgbench for tierd to
+# find and move the hot pages, then PG_SECONDS (12) measured, and the huge pages in use per node
 # (sysfs pools: only PostgreSQL uses huge pages here), and tierd's counters, faults and CPU time.
 # Appends JSON lines (ARCHITECTURE.md §6) to PG_RESULTS: tps_ratio_tierd (tierd vs plain),
 # tps_ratio_track (track vs plain), tps_ratio_numa_balancing (nb vs plain), pool_on_fast (share of
@@ -33,9 +33,9 @@ tierd_args=${PG_TIERD_ARGS:-}
 # No LLVM JIT in the guest's initramfs.
 PG_EXTRA_CONF="jit = off"
 . tests/pg/lib.sh
-ROUNDS=${PG_ROUNDS:-2}
-WARM=${PG_WARM_SECONDS:-25}
-SECS=${PG_SECONDS:-15}
+ROUNDS=${PG_ROUNDS:-3}
+WARM=${PG_WARM_SECONDS:-20}
+SECS=${PG_SECONDS:-12}
 RESULTS=${PG_RESULTS:-bench/results/core.jsonl}
 COMMIT=${BENCH_COMMIT:-$(git rev-parse --short --verify -q HEAD 2>/dev/null || echo uncommitted)}
 WHERE=${BENCH_WHERE:-host}
