@@ -105,6 +105,7 @@ run_once() {
 	if [ -n "$tierd_pid" ]; then
 		js=$(tctl --json status)
 		promoted=$(jkey promoted <<<"$js") demoted=$(jkey demoted <<<"$js")
+		# (--no-migrate: tierd runs no placement pass and counts no pages per node)
 		st=$(sed -n 's/.*"pages_on_node":{\([^}]*\)}.*/\1/p' <<<"$js" | tr -d '"')
 		faults=$(tctl segments | awk 'NR == 2 {print $6}')
 		# utime + stime of tierd, in seconds
@@ -159,10 +160,10 @@ list() { echo "$1" | sed 's/ *$//; s/ /, /g'; }
 setup="select-only pgbench, 2 clients, ${SECS} s measured after ${WARM} s warm-up, scale $SCALE, shared_buffers $PG_SHARED_BUFFERS (huge_pages=on, $need 2 MiB pages), pool pre-faulted by pg_prewarm on the slow node $slow (its huge page pool only), CPUs on node $fast; $nodes nodes; under TCG the nodes' memory is equally fast, so TPS shows costs, not the gain of placement"
 emit tps_ratio_tierd "$(median <<<"${tps[tierd]}")" "$(median <<<"${tps[plain]}")" tps "$ROUNDS" \
 	"tierd $(list "${tps[tierd]}"); plain $(list "${tps[plain]}") (interleaved)" \
-	"$setup; value: shim + tierd (default settings), baseline: no shim, no tierd; tierd: ${desc[tierd]}; plain: ${desc[plain]}"
+	"$setup; value: shim + tierd (${tierd_args:-default settings}), baseline: no shim, no tierd; tierd: ${desc[tierd]}; plain: ${desc[plain]}"
 emit tps_ratio_track "$(median <<<"${tps[track]}")" "$(median <<<"${tps[plain]}")" tps "$ROUNDS" \
 	"track-only $(list "${tps[track]}"); plain $(list "${tps[plain]}") (interleaved)" \
-	"$setup; value: shim + tierd --no-migrate (sampling only: what tracking costs here), baseline: no shim, no tierd; track: ${desc[track]}"
+	"$setup; value: shim + tierd ${tierd_args:+$tierd_args }--no-migrate (sampling only: what tracking costs here), baseline: no shim, no tierd; track: ${desc[track]}"
 emit tps_ratio_numa_balancing "$(median <<<"${tps[nb]}")" "$(median <<<"${tps[plain]}")" tps "$ROUNDS" \
 	"numa_balancing=1 $(list "${tps[nb]}"); plain $(list "${tps[plain]}") (interleaved)" \
 	"$setup; value: kernel.numa_balancing=1 without shim or tierd, baseline: no shim, no tierd; nb: ${desc[nb]}"
