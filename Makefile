@@ -331,6 +331,11 @@ demo-vm: all
 bench-vm: all
 	$(Q)BUILD=$(BUILD) tools/bench-vm.sh
 
+# PostgreSQL's huge page buffer pool starting on the slow node of the 2-node guest (~10 min).
+.PHONY: bench-vm-pg
+bench-vm-pg: all
+	$(Q)BUILD=$(BUILD) VM_TIMEOUT=$${VM_TIMEOUT:-1500} tools/bench-vm.sh pgbench_numa
+
 demo: all
 	$(Q)BUILD=$(BUILD) tools/demo.sh
 
@@ -414,5 +419,7 @@ help:
 	@echo "                  CHAOS_SEED=N replays a run (docs/chaos.md)"
 	@echo "  make check-pg   PostgreSQL (huge_pages=on) under the LD_PRELOAD shim (part of check;"
 	@echo "                  docs/postgres.md)"
+	@echo "  make bench-vm-pg  PostgreSQL's buffer pool starting on the slow node of the 2-node"
+	@echo "                  guest: tierd vs none vs NUMA balancing (~12 min; docs/postgres.md)"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -3,6 +3,8 @@
 # the 2-node QEMU guest of tests/vm/run-vm.sh and appends their JSON lines to the host's
 # bench/results/core.jsonl, with "where": "guest".
 #   tools/bench-vm.sh [BENCH...]          (default: migration_throughput placement)
+# pgbench_numa (make bench-vm-pg: PostgreSQL's buffer pool starting on the slow node) boots the
+# guest with the host's PostgreSQL in it (run-vm.sh's VM_WITH_PG=1).
 # The guest's filesystem is an initramfs that goes away with it: inside the guest this script (run
 # as `tools/bench-vm.sh --guest BENCH...`) runs tools/bench.sh there and then prints each result
 # line on the console as "BENCH-JSON <line>"; the host side picks those lines out of run-vm.sh's
@@ -32,6 +34,12 @@ got=$(mktemp /tmp/tierd-bench-vm.XXXXXX) || exit 1
 trap 'rm -f "$got"' EXIT
 trap 'exit 130' INT TERM
 
+for b in "${benches[@]}"; do
+	if [ "$b" = pgbench_numa ]; then
+		export VM_WITH_PG=1
+		VM_ENV="${VM_ENV:-} PG_ROUNDS PG_WARM_SECONDS PG_SECONDS PG_SCALE PG_SHARED_BUFFERS PG_TIERD_ARGS"
+	fi
+done
 VM_ENV="${VM_ENV:-} BENCH_COMMIT" tests/vm/run-vm.sh --nodes 2 --timeout "${VM_TIMEOUT:-900}" -- \
 	tools/bench-vm.sh --guest "${benches[@]}" |
 	while IFS= read -r line; do

@@ -4,10 +4,11 @@
 # (default: all of them; migration_throughput and placement skip on a machine with one NUMA node:
 # make bench-vm runs them in a 2-node QEMU guest; sim_policy is tools/tierd-sim.c --bench, pure
 # simulation; pgbench is tests/pg/bench.sh, PostgreSQL under the LD_PRELOAD shim, skipped without
-# PostgreSQL). Environment: BUILD (default build), BENCH_WHERE
-# (host|guest, default host), BENCH_COMMIT (the "commit" field; default: git's HEAD). Exit status
-# is non-zero only when a bench could not run (harness or daemon failure): a missed target is
-# reported in the summary, never an error.
+# PostgreSQL; pgbench_numa is tests/pg/bench-numa.sh, PostgreSQL's buffer pool starting on the slow
+# node, skipped with one node: make bench-vm-pg runs it in the guest). Environment: BUILD (default
+# build), BENCH_WHERE (host|guest, default host), BENCH_COMMIT (the "commit" field; default: git's
+# HEAD). Exit status is non-zero only when a bench could not run (harness or daemon failure): a
+# missed target is reported in the summary, never an error.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -17,7 +18,7 @@ BENCH_BIN=$BUILD/tierd-bench
 benches=("$@")
 [ ${#benches[@]} -eq 0 ] &&
 	benches=(fault_roundtrip window_close page_state daemon_cpu bpf_overhead fork_attach
-		migration_throughput placement sim_policy pgbench)
+		migration_throughput placement sim_policy pgbench pgbench_numa)
 
 for f in "$BENCH_BIN" "$BUILD/tierd" "$BUILD/tierd-sim"; do
 	if [ ! -x "$f" ]; then
@@ -56,6 +57,9 @@ for b in "${benches[@]}"; do
 	if [ "$b" = pgbench ]; then
 		# PostgreSQL under the LD_PRELOAD shim vs without it (tests/pg/bench.sh; ~5 min).
 		PG_RESULTS=$RESULTS BENCH_COMMIT=$commit BENCH_WHERE=$WHERE BUILD=$BUILD tests/pg/bench.sh
+	elif [ "$b" = pgbench_numa ]; then
+		# The buffer pool on the slow node: tierd vs nothing vs NUMA balancing (several nodes).
+		PG_RESULTS=$RESULTS BENCH_COMMIT=$commit BENCH_WHERE=$WHERE BUILD=$BUILD tests/pg/bench-numa.sh
 	elif [ "$b" = sim_policy ]; then
 		# Pure simulation (tools/tierd-sim.c --bench): policy quality against the hindsight
 		# optimum, the simulator's throughput and hotness's decide() time.

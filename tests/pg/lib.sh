@@ -21,7 +21,8 @@ ok() { say "ok: $*"; }
 die() { say "FAIL: $*"; failures=$((failures + 1)); exit 1; }
 
 [ "$(id -u)" = 0 ] || skip "needs root (huge pages, tierd, runuser)"
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+# PGBIN: the server's bin directory (default: the newest /usr/lib/postgresql/N/bin).
+[ -n "${PGBIN:-}" ] || PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -n "$PGBIN" ] && [ -x "$PGBIN/postgres" ] && [ -x "$PGBIN/pgbench" ] ||
 	skip "no PostgreSQL server here (apt-get install postgresql postgresql-contrib)"
 id postgres >/dev/null 2>&1 || skip "no postgres user"
@@ -37,7 +38,12 @@ TIERCTL=$(realpath "$BUILD/tierctl")
 [ -e /dev/userfaultfd ] || [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" = 1 ] ||
 	skip "no /dev/userfaultfd and vm.unprivileged_userfaultfd=0: PostgreSQL (user postgres) cannot be tracked"
 
-asuser() { runuser -u postgres -- "$@"; }
+# runuser where there is one; setpriv in the QEMU guest (busybox has neither, run-vm.sh copies setpriv).
+if command -v runuser >/dev/null; then
+	asuser() { runuser -u postgres -- "$@"; }
+else
+	asuser() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+fi
 pgctl() { asuser env "${pgenv[@]}" "$PGBIN/pg_ctl" -D "$data" -l "$pgdir/pg.log" -w -t 60 "$@" >/dev/null; }
 q() { asuser timeout 120 "$PGBIN/psql" -h "$pgdir/run" -p $port -d postgres -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 pgb() { asuser timeout 300 "$PGBIN/pgbench" -h "$pgdir/run" -p $port "$@" postgres; }
@@ -58,7 +64,8 @@ cleanup() {
 }
 
 tierd_start() {
-	"$TIERD_BIN" --socket "$sock" --epoch-ms 50 >>"$tmp/tierd.log" 2>&1 &
+	# shellcheck disable=SC2086 # PG_TIERD_ARGS: extra options, split on blanks
+	"$TIERD_BIN" --socket "$sock" ${PG_TIERD_ARGS---epoch-ms 50} >>"$tmp/tierd.log" 2>&1 &
 	tierd_pid=$!
 	for _ in $(seq 100); do
 		[ -S "$sock" ] && "$TIERCTL" --socket "$sock" status >/dev/null 2>&1 && break
@@ -107,7 +114,7 @@ pg_setup() {
 	install -m 0755 "$BUILD/libtier-preload.so" "$SHIM"
 	pgdir=$tmp/pg
 	mkdir -p "$pgdir/run"
-	chown -R postgres: "$pgdir"
+	chown -R postgres:postgres "$pgdir"
 	data=$pgdir/data
 	sock=$tmp/tierd.sock
 	port=$((54000 + $$ % 1000))
@@ -130,6 +137,7 @@ pg_setup() {
 	full_page_writes = off
 	restart_after_crash = on
 	shared_preload_libraries = ''
+	${PG_EXTRA_CONF:-}
 	EOF
 	need=$(asuser "$PGBIN/postgres" -D "$data" -C shared_memory_size_in_huge_pages) ||
 		die "postgres -C shared_memory_size_in_huge_pages failed"

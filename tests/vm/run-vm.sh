@@ -26,6 +26,10 @@
 #   VM_HOST_TOOLS   extra host programs to copy into the guest (space separated)
 #   VM_APPEND       extra kernel command line
 #   VM_KEEP_INITRD  path: keep a copy of the initramfs there (debugging)
+#   VM_WITH_PG      1: add the host's PostgreSQL server (the newest /usr/lib/postgresql/N: postgres,
+#                   initdb, pg_ctl, pgbench, psql, pg_isready, its lib/ without the LLVM JIT,
+#                   /usr/share/postgresql/N, the UTC zone), $BUILD/libtier-preload.so and a
+#                   postgres user (uid/gid 101); in the guest PGBIN names the bin directory
 set -euo pipefail
 
 die() { echo "vm: $*" >&2; exit 125; }
@@ -210,6 +214,39 @@ add_libs() {
 # timeout (tests/run.sh uses --kill-after), setpriv and systemd-socket-activate (test_track).
 read -ra host_tools <<<"bash timeout setpriv systemd-socket-activate ${VM_HOST_TOOLS:-}"
 
+# VM_WITH_PG=1: the PostgreSQL server for tests/pg/ in the guest (about 50 MB more initramfs,
+# most of it ICU's data). Appends to build_initramfs's elves; the guest gets PGBIN.
+pg_bin=
+add_pg() {
+	local pg f
+	pg=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -type d 2>/dev/null | sort -V | tail -1)
+	[ -n "$pg" ] && [ -x "$pg/bin/postgres" ] ||
+		die "VM_WITH_PG=1: no PostgreSQL server on the host (apt-get install postgresql postgresql-contrib)"
+	pg_bin=$pg/bin
+	mkdir -p "$root$pg/bin" "$root$pg/lib" "$root/usr/share/postgresql" "$root/usr/share/zoneinfo/Etc"
+	for f in postgres initdb pg_ctl pgbench psql pg_isready; do
+		[ -x "$pg/bin/$f" ] || die "VM_WITH_PG=1: $pg/bin/$f missing"
+		cp "$pg/bin/$f" "$root$pg/bin/"
+		elves+=("$pg/bin/$f")
+	done
+	# Extensions (pg_prewarm, pg_buffercache, plpgsql, dict_snowball that initdb needs); not the
+	# LLVM JIT (libLLVM is ~100 MB; jit = off in the guest's clusters).
+	for f in "$pg"/lib/*.so; do
+		case ${f##*/} in llvmjit*) continue ;; esac
+		cp "$f" "$root$pg/lib/"
+		elves+=("$f")
+	done
+	cp -r "/usr/share/postgresql/${pg##*/}" "$root/usr/share/postgresql/"
+	# Debian builds PostgreSQL with the system's tzdata: UTC is enough (TZ=UTC in the guest).
+	for f in UTC Etc/UTC GMT; do
+		[ -e "/usr/share/zoneinfo/$f" ] && cp -L "/usr/share/zoneinfo/$f" "$root/usr/share/zoneinfo/$f"
+	done
+	[ -e "$BUILD/libtier-preload.so" ] || die "VM_WITH_PG=1: $BUILD/libtier-preload.so missing"
+	mkdir -p "$root$guest_repo/$BUILD"
+	cp "$BUILD/libtier-preload.so" "$root$guest_repo/$BUILD/"
+	elves+=("$BUILD/libtier-preload.so")
+}
+
 build_initramfs() {
 	local f t p d name
 	local -a elves=()
@@ -251,11 +288,17 @@ build_initramfs() {
 		mkdir -p "$root$guest_repo/$(dirname "$f")"
 		cp "$1" "$root$guest_repo/$f"
 	fi
+	[ "${VM_WITH_PG:-0}" = 1 ] && add_pg
 	add_libs "${elves[@]}"
 
 	printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' \
 		'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >"$root/etc/passwd"
 	printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$root/etc/group"
+	if [ "${VM_WITH_PG:-0}" = 1 ]; then
+		echo 'postgres:x:101:101:PostgreSQL:/var/lib/postgresql:/bin/sh' >>"$root/etc/passwd"
+		echo 'postgres:x:101:' >>"$root/etc/group"
+		mkdir -p "$root/var/lib/postgresql"
+	fi
 	cp tests/vm/init "$root/init"
 	chmod 755 "$root/init"
 	# CMD and the environment, quoted for the guest's shell.
@@ -269,6 +312,7 @@ build_initramfs() {
 			[ -n "${!v+x}" ] && echo "export $v=$(q "${!v}")"
 		done
 		echo "export VM_NODES=$nodes"
+		[ -z "$pg_bin" ] || echo "export PGBIN=$(q "$pg_bin") TZ=UTC"
 	} >"$root/vmtest/env"
 
 	(cd "$root" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) | gzip -1 >"$tmp/initrd"
