@@ -295,9 +295,13 @@ check-vm: all $(VM_TESTS) $(KERNEL_TESTS) $(TEST_HELPERS)
 CHAOS_CYCLES      ?= 100
 CHAOS_STOP_CYCLES ?= 20
 .PHONY: chaos
-chaos: all $(BUILD)/tests/kernel/test_chaos $(TEST_HELPERS)
+# test_wake (64 threads blocked, then released: docs/reliability.md) runs WAKE_ROUNDS rounds of
+# each case here, 3 in make check.
+WAKE_ROUNDS ?= 20
+chaos: all $(BUILD)/tests/kernel/test_chaos $(BUILD)/tests/kernel/test_wake $(TEST_HELPERS)
 	$(Q)CHAOS_CYCLES=$(CHAOS_CYCLES) CHAOS_STOP_CYCLES=$(CHAOS_STOP_CYCLES) BUILD=$(BUILD) \
-		TEST_TIMEOUT=900 tests/run.sh $(BUILD)/tests/kernel/test_chaos
+		WAKE_ROUNDS=$(WAKE_ROUNDS) TEST_TIMEOUT=900 tests/run.sh $(BUILD)/tests/kernel/test_chaos \
+		$(BUILD)/tests/kernel/test_wake
 
 demo-vm: all
 	$(Q)BUILD=$(BUILD) tests/vm/run-vm.sh --nodes 2 --timeout 600 -- tools/demo.sh
