@@ -28,6 +28,10 @@ V        ?= 0
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/san
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else ifeq ($(SANITIZE),thread)
+# ThreadSanitizer, for libtier's control thread (make check-tsan).
+BUILD    ?= build/tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 else
 BUILD    ?= build
 SANFLAGS :=
@@ -91,6 +95,20 @@ UNIT_TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests
 KERNEL_TESTS := $(patsubst tests/kernel/%.c,$(BUILD)/tests/kernel/%,$(wildcard tests/kernel/test_*.c))
 VM_TESTS     := $(patsubst tests/vm/%.c,$(BUILD)/tests/vm/%,$(wildcard tests/vm/test_*.c))
 TEST_HELPERS := $(BUILD)/tests/helpers/tier-client
+
+# ThreadSanitizer on the threaded parts: libtier's control thread (attach, zap, heartbeat,
+# guardian, atfork) against the application's threads, in the tests that drive it hardest —
+# test_wake (64 threads blocked while the guardian or a hang-up releases them), test_failopen
+# (tier-client's threads through kills and stops of tierd). Everything is built with TSan in
+# build/tsan (tierd is single-threaded: it comes along because the tests start $(BUILD)/tierd).
+# A report fails the process that makes it (halt_on_error, exit 66), and with it the test.
+TSAN_TESTS := test_wake test_failopen
+.PHONY: check-tsan tsan-run
+check-tsan:
+	$(Q)$(MAKE) --no-print-directory SANITIZE=thread tsan-run
+tsan-run: $(TIERD) $(TEST_HELPERS) $(patsubst %,$(BUILD)/tests/kernel/%,$(TSAN_TESTS))
+	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" BUILD=$(BUILD) \
+		tests/run.sh $(patsubst %,$(BUILD)/tests/kernel/%,$(TSAN_TESTS))
 
 .PHONY: check-install
 .PHONY: all check check-unit check-kernel check-vm check-systemd check-man demo demo-vm bench install \
@@ -296,12 +314,15 @@ CHAOS_CYCLES      ?= 100
 CHAOS_STOP_CYCLES ?= 20
 .PHONY: chaos
 # test_wake (64 threads blocked, then released: docs/reliability.md) runs WAKE_ROUNDS rounds of
-# each case here, 3 in make check.
+# each case here, 3 in make check; test_scale storms with SCALE_STORM children (250 in make check).
 WAKE_ROUNDS ?= 20
-chaos: all $(BUILD)/tests/kernel/test_chaos $(BUILD)/tests/kernel/test_wake $(TEST_HELPERS)
+SCALE_STORM ?= 1000
+chaos: all $(BUILD)/tests/kernel/test_chaos $(BUILD)/tests/kernel/test_wake \
+		$(BUILD)/tests/kernel/test_scale $(TEST_HELPERS)
 	$(Q)CHAOS_CYCLES=$(CHAOS_CYCLES) CHAOS_STOP_CYCLES=$(CHAOS_STOP_CYCLES) BUILD=$(BUILD) \
-		WAKE_ROUNDS=$(WAKE_ROUNDS) TEST_TIMEOUT=900 tests/run.sh $(BUILD)/tests/kernel/test_chaos \
-		$(BUILD)/tests/kernel/test_wake
+		WAKE_ROUNDS=$(WAKE_ROUNDS) SCALE_STORM=$(SCALE_STORM) TEST_TIMEOUT=900 tests/run.sh \
+		$(BUILD)/tests/kernel/test_chaos $(BUILD)/tests/kernel/test_wake \
+		$(BUILD)/tests/kernel/test_scale
 
 demo-vm: all
 	$(Q)BUILD=$(BUILD) tests/vm/run-vm.sh --nodes 2 --timeout 600 -- tools/demo.sh
@@ -391,5 +412,6 @@ help:
 	@echo "  make fuzz       libFuzzer (clang) on each target for FUZZ_SECONDS (60); docs/fuzzing.md"
 	@echo "  make chaos      tierd killed 100 times and stopped 20 under checksummed clients;"
 	@echo "                  CHAOS_SEED=N replays a run (docs/chaos.md)"
+	@echo "  make check-tsan libtier's control thread under ThreadSanitizer (build/tsan)"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

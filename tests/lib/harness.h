@@ -21,6 +21,10 @@ int harness_group_teardown(void **state);
 /* Starts tierd on `sock` with extra args (NULL-terminated). Waits until it answers a status
  * request (fully started). -1 on failure. */
 pid_t daemon_start(const char *sock, ...) __attribute__((sentinel));
+/* The same with tierd's stdout and stderr appended to out_path (its log, for a test to read). */
+pid_t daemon_start_out(const char *sock, const char *out_path, ...) __attribute__((sentinel));
+/* A "Key:   N kB" line of /proc/PID/status (VmRSS, RssAnon, ...), in kB; -1 when absent. */
+long proc_status_kb(pid_t pid, const char *key);
 /* SIGTERM, then SIGKILL after 3 s. Returns the exit status as from waitpid. */
 int daemon_stop(pid_t pid);
 
