@@ -20,6 +20,9 @@
 
 #define TIERD_MAX_ALLOW 32
 #define TIERD_MAX_POLICY_PARAMS 32
+/* Moves remembered for the rate limit's one-second window (passes come at most once an epoch:
+ * 1 ms epochs would need 1000). */
+#define RATE_RING 1024
 /* How often the loop looks at migration batches' deadlines while one is out. */
 #define BATCH_POLL_MS 20
 
@@ -196,7 +199,13 @@ struct manager {
 	bool no_topology; /* no NUMA sysfs at start: one tier for good */
 	/* SIGHUP: reads the configuration again (NULL: nothing to reload). */
 	int (*reload)(struct tierd_config *cfg);
-	uint64_t tokens_bytes, tokens_usec;
+	/* The migration rate limit (placement.c): what moved in the last second, move by move, and
+	 * what a pass may move now. */
+	struct rate_entry {
+		uint64_t usec, bytes;
+	} rate_ring[RATE_RING];
+	unsigned rate_head, rate_n;
+	uint64_t tokens_bytes;
 	unsigned batches_active; /* segments with a migration batch in flight */
 	int batch_fast, batch_slow; /* the batches' promotion and demotion nodes */
 	/* Passes that move nothing back off (a node that refuses must not cost the clients a zap

@@ -48,7 +48,13 @@
 #define JOIN_DEADLINE_MS 10000u
 /* The guardian's hang timeout in the hang case: long enough that the threads are seen blocked
  * first (they start within milliseconds of the stop), short enough to keep the test quick. */
+#if defined(__SANITIZE_THREAD__)
+/* Under ThreadSanitizer starting 64 threads takes 1.3-1.8 s here: the guardian would let go
+ * first. */
+#define HANG_MS 8000u
+#else
 #define HANG_MS 1500u
+#endif
 /* In the kill case the guardian must not act first. */
 #define NO_HANG_MS 60000u
 /* How long the threads are left blocked before the test looks at them. */
@@ -91,14 +97,6 @@ static int group_setup(void **state)
 	return 0;
 }
 
-static int group_teardown(void **state)
-{
-	(void)state;
-	hugepages_restore();
-	harness_cleanup();
-	return 0;
-}
-
 static void *reader(void *arg)
 {
 	struct blocked *b = arg;
@@ -114,37 +112,11 @@ static void *reader(void *arg)
 	return NULL;
 }
 
-/* /proc/PID/stat's state letter. */
-static char proc_state(const char *path)
-{
-	char buf[512], *p;
-
-	if (read_text(path, buf, sizeof(buf)) <= 0 || !(p = strrchr(buf, ')')) || p[1] != ' ')
-		return '?';
-	return p[2];
-}
-
-static void wait_stopped(pid_t pid)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	for (int i = 0; i < 400 && proc_state(path) != 'T'; i++)
-		msleep(5);
-	assert_int_equal(proc_state(path), 'T');
-}
-
-/* Sleeping in a page fault: state S, and /proc/.../syscall says "-1" (blocked, not in a
- * syscall; a thread in a syscall shows its number, a running one "running"). */
+/* Sleeping in a page fault: state S, and blocked outside any syscall (a thread in a syscall shows
+ * its number in /proc/.../syscall, a running one "running"). */
 static bool in_fault(pid_t tid)
 {
-	char path[96], text[256];
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-	if (proc_state(path) != 'S')
-		return false;
-	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
-	return read_text(path, text, sizeof(text)) > 0 && strncmp(text, "-1 ", 3) == 0;
+	return harness_proc_state(tid) == 'S' && harness_proc_syscall(tid) == -1;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -162,7 +134,17 @@ static uint64_t pct(const uint64_t *v, size_t n, unsigned p)
 }
 
 /* One round: block 64 threads, release them, check everything. */
-static void round_once(enum tier_kind kind, enum release_how how, unsigned round)
+/* Joins the threads of a round that is given up (they are released or about to be). */
+static void join_all(void)
+{
+	for (unsigned i = 0; i < NTHREADS; i++)
+		pthread_join(thr[i].th, NULL);
+	pthread_barrier_destroy(&go);
+}
+
+/* One round: false when it has to be run again (the guardian let go before the test could see
+ * the threads blocked: a thread got no CPU for over a second on a loaded box). */
+static bool round_once(enum tier_kind kind, enum release_how how, unsigned round)
 {
 	struct tier_options o = { .kind = kind, .name = "wake", .socket_path = sock,
 				  .hang_timeout_ms = how == BY_GUARDIAN ? HANG_MS : NO_HANG_MS };
@@ -187,7 +169,7 @@ static void round_once(enum tier_kind kind, enum release_how how, unsigned round
 	assert_int_equal(tier_segment_wait_tracked(seg, 5000), 0);
 
 	kill(d, SIGSTOP);
-	wait_stopped(d);
+	assert_true(harness_wait_stopped(d));
 	stop_usec = mono_usec();
 	/* The zap: what the control thread does for a ZAP, on our own mapping. */
 	assert_int_equal(madvise(base, tier_segment_size(seg), MADV_DONTNEED), 0);
@@ -206,7 +188,22 @@ static void round_once(enum tier_kind kind, enum release_how how, unsigned round
 			msleep(1);
 	msleep(BLOCKED_CHECK_MS);
 	for (unsigned i = 0; i < NTHREADS; i++) {
-		assert_false(atomic_load(&thr[i].done)); /* nobody answers: all must still wait */
+		if (atomic_load(&thr[i].done)) {
+			/* Nobody answers, so all must still wait — unless the guardian already let
+			 * go (it counts after its wake: give it a moment). */
+			msleep(100);
+			tier_segment_info(seg, &info);
+			if (how == BY_GUARDIAN && info.guardian_detaches) {
+				print_message("round %u: the guardian let go %.0f ms after the stop, "
+					      "before the threads were seen blocked (overloaded box); "
+					      "again\n", round, (double)(mono_usec() - stop_usec) / 1000.0);
+				join_all();
+				tier_segment_destroy(seg);
+				daemon_stop(d);
+				return false;
+			}
+			fail_msg("thread %u returned with nobody answering", i);
+		}
 		in_fault_n += in_fault(thr[i].tid);
 	}
 	/* A thread can be between the barrier and its access, but not 300 ms later. */
@@ -261,6 +258,7 @@ static void round_once(enum tier_kind kind, enum release_how how, unsigned round
 	tier_segment_destroy(seg);
 	if (how == BY_GUARDIAN)
 		daemon_stop(d);
+	return true;
 }
 
 static void run_case(enum tier_kind kind, enum release_how how)
@@ -268,8 +266,10 @@ static void run_case(enum tier_kind kind, enum release_how how)
 	uint64_t worst;
 
 	nlat = 0;
-	for (unsigned r = 0; r < rounds; r++)
-		round_once(kind, how, r);
+	for (unsigned r = 0, tries = 0; r < rounds; r++) {
+		while (!round_once(kind, how, r))
+			assert_true(++tries < 5);
+	}
 	qsort(lat, nlat, sizeof(lat[0]), cmp_u64);
 	worst = lat[nlat - 1];
 	print_message("%s, released by %s: %zu wakes, latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, "
@@ -323,5 +323,5 @@ int main(void)
 	}
 	setenv("TIERD_QUIET", "1", 1);
 	return cmocka_run_group_tests_name("64 threads blocked, then released", tests, group_setup,
-					   group_teardown);
+					   harness_group_teardown);
 }

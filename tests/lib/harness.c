@@ -53,18 +53,51 @@ const char *harness_dir(void)
 int harness_group_teardown(void **state)
 {
 	(void)state;
+	hugepages_restore();
 	harness_cleanup();
 	return 0;
+}
+
+char harness_proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (read_text(path, buf, sizeof(buf)) <= 0 || !(p = strrchr(buf, ')')) || p[1] != ' ')
+		return '?';
+	return p[2];
+}
+
+bool harness_wait_stopped(pid_t pid)
+{
+	for (int i = 0; i < 400 && harness_proc_state(pid) != 'T'; i++)
+		msleep(5);
+	return harness_proc_state(pid) == 'T';
+}
+
+long harness_proc_syscall(pid_t tid)
+{
+	char path[64], buf[256];
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
+	if (read_text(path, buf, sizeof(buf)) <= 0 || strncmp(buf, "running", 7) == 0)
+		return -2;
+	return strtol(buf, NULL, 10);
+}
+
+void harness_stop_daemons(void)
+{
+	for (unsigned i = 0; i < ndaemons; i++)
+		if (daemons[i] > 0 && kill(daemons[i], 0) == 0 && waitpid(daemons[i], NULL, WNOHANG) == 0)
+			daemon_stop(daemons[i]);
+	ndaemons = 0;
 }
 
 void harness_cleanup(void)
 {
 	char cmd[128];
 
-	for (unsigned i = 0; i < ndaemons; i++)
-		if (daemons[i] > 0 && kill(daemons[i], 0) == 0 && waitpid(daemons[i], NULL, WNOHANG) == 0)
-			daemon_stop(daemons[i]);
-	ndaemons = 0;
+	harness_stop_daemons();
 
 	if (dir[0]) {
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
