@@ -26,6 +26,14 @@
 #include "host.h"
 #include "manager.h"
 
+/* (window, attachment) pairs armed per epoch, all segments together. Each costs a
+ * UFFDIO_REGISTER now and an UNREGISTER + WAKE at close (3-15 us each) and the client a zap: with
+ * 1000 processes attached to one segment, arming every window in every one of them took tierd
+ * longer than an epoch (tests/kernel/test_scale.c; docs/reliability.md). Beyond this budget a
+ * segment's attachments take the windows in turn, epoch after epoch: they share the pages, so the
+ * heat of a page is seen through any of them. */
+#define ARM_PAIRS_PER_EPOCH 256u
+
 /* A CONTINUE that keeps answering EAGAIN (mmap changing under it) is retried this often, then the
  * thread is woken to fault again: it can never be left blocked. */
 #define CONTINUE_MAX_RETRIES 16
@@ -461,7 +469,7 @@ static void close_windows(struct manager *m, struct segment *seg)
 
 		for (a = seg->attachments; a; a = next) {
 			next = a->seg_next;
-			if (a->dead)
+			if (a->dead || !a->armed)
 				continue;
 			if (a->registration == TIERD_REG_WINDOWS) {
 				uint64_t start = a->base + w->start * ps, len = w->npages * ps;
@@ -477,6 +485,8 @@ static void close_windows(struct manager *m, struct segment *seg)
 	}
 	region_set_commit(&seg->regions);
 	seg->nwindows = 0;
+	for (struct attachment *a = seg->attachments; a; a = a->seg_next)
+		a->armed = false;
 }
 
 /* Sends a ZAP of z->nranges ranges. Returns 0, -EAGAIN when the client's socket is full (skipped:
@@ -600,10 +610,11 @@ static void pick_windows(struct manager *m, struct segment *seg, size_t budget)
 				.region = region_set_find(&seg->regions, m->pwindows[i].start) };
 }
 
-static void arm_windows(struct manager *m, struct segment *seg, size_t budget)
+static void arm_windows(struct manager *m, struct segment *seg, size_t budget, size_t nsegs)
 {
 	uint64_t ps = seg->page_size;
 	struct attachment *a, *next;
+	unsigned skip, take;
 
 	pick_windows(m, seg, budget);
 	for (size_t i = 0; i < seg->nwindows; i++) {
@@ -614,17 +625,36 @@ static void arm_windows(struct manager *m, struct segment *seg, size_t budget)
 		m->stats.windows_armed++;
 	}
 
-	for (a = seg->attachments; a; a = next) {
+	/* This segment's share of the pairs budget: `take` attachments from the cursor on. */
+	if (!seg->nwindows || !seg->nattach)
+		return;
+	take = (unsigned)(ARM_PAIRS_PER_EPOCH / nsegs / seg->nwindows);
+	if (take == 0)
+		take = 1;
+	if (take >= seg->nattach) {
+		take = seg->nattach;
+		seg->arm_cursor = 0;
+	}
+	skip = seg->arm_cursor % seg->nattach;
+	seg->arm_cursor = (skip + take) % seg->nattach;
+	for (a = seg->attachments; a && skip; a = a->seg_next)
+		skip--;
+	for (; take; a = next, take--) {
 		static uint8_t buf[TIERD_MSG_MAX_BYTES];
 		struct tierd_msg_zap *z = (struct tierd_msg_zap *)buf;
 		struct tierd_zap_range *ranges = (struct tierd_zap_range *)(z + 1);
 		uint64_t seq;
 
+		if (!a)
+			a = seg->attachments; /* wrap around */
+		if (!a)
+			break; /* the last ones were dropped while arming */
 		next = a->seg_next;
 		/* A client that has not acknowledged its last batches gets no new windows: it is
 		 * slow or stuck, and its socket must not fill up. */
 		if (a->dead || a->zaps_in_flight >= m->cfg.max_zaps_in_flight)
 			continue;
+		a->armed = true;
 		z->nranges = 0;
 		for (size_t i = 0; i < seg->nwindows && z->nranges < TIERD_ZAP_MAX_RANGES; i++) {
 			const struct region_window *w = &seg->windows[i];
@@ -668,6 +698,6 @@ void manager_epoch(struct manager *m)
 		next = s->next;
 		/* A segment with a batch in flight samples again once its batch is done. */
 		if (s->nattach && !s->batch.active)
-			arm_windows(m, s, budget);
+			arm_windows(m, s, budget, active);
 	}
 }

@@ -5,9 +5,11 @@
  */
 #include "manager.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -110,7 +112,7 @@ int manager_new(const struct tierd_config *cfg, struct manager **ret)
 		return -ENOMEM;
 	m->cfg = *cfg;
 	clamp_windows(&m->cfg);
-	m->epfd = m->listen_fd = m->timer_fd = m->signal_fd = -1;
+	m->epfd = m->listen_fd = m->timer_fd = m->signal_fd = m->spare_fd = -1;
 	m->started_usec = now_usec();
 	m->listen_watch = (struct watch){ WATCH_LISTEN, m };
 	m->timer_watch = (struct watch){ WATCH_TIMER, m };
@@ -122,6 +124,7 @@ int manager_new(const struct tierd_config *cfg, struct manager **ret)
 		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	m->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (m->epfd < 0) {
@@ -274,6 +277,60 @@ static bool peer_allowed(const struct manager *m, uid_t uid, gid_t gid)
 	return false;
 }
 
+size_t manager_heap_bytes(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return mi.uordblks + mi.hblkhd;
+}
+
+int manager_fds_open(void)
+{
+	struct dirent *e;
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own fd */
+}
+
+static unsigned long fd_limit(void)
+{
+	struct rlimit rl;
+
+	return getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long)rl.rlim_cur : 0;
+}
+
+/* At RLIMIT_NOFILE (or the system's limit): one pending connection is accepted on the spare fd's
+ * slot, told why, and closed. Returns 1 when one was refused, 0 when none was pending, or -EMFILE
+ * when there is no spare to give up (it could not be opened again). */
+static int refuse_for_fds(struct manager *m, int err)
+{
+	int fd;
+
+	if (m->spare_fd < 0)
+		m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (m->spare_fd < 0)
+		return -EMFILE;
+	close(m->spare_fd);
+	fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd >= 0) {
+		struct client tmp = { .fd = fd };
+
+		m->stats.fd_refusals++;
+		log_ratelimited(LOG_WARNING, err, "Refused a connection: out of file descriptors "
+				"(limit %lu, %u clients): %m", fd_limit(), m->nclients);
+		send_error(&tmp, err, "tierd: out of file descriptors, try again later");
+		close(fd);
+	}
+	m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return fd >= 0 ? 1 : 0;
+}
+
 static void on_accept(struct manager *m)
 {
 	for (int i = 0; i < 64; i++) {
@@ -284,8 +341,19 @@ static void on_accept(struct manager *m)
 
 		fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR)
-				log_ratelimited(LOG_WARNING, -errno, "accept: %m");
+			int err = -errno;
+
+			if (err == -EMFILE || err == -ENFILE) {
+				int r = refuse_for_fds(m, err);
+
+				if (r > 0)
+					continue;
+				if (r == 0)
+					return;
+				/* No spare: the connection stays queued; said, rate-limited. */
+			}
+			if (err != -EAGAIN && err != -EINTR)
+				log_ratelimited(LOG_WARNING, err, "accept: %m");
 			return;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
@@ -382,6 +450,7 @@ static void on_attach(struct manager *m, struct client *c, const struct tierd_ms
 			 a->length >> 20, a->registration == TIERD_REG_WHOLE ? "whole" : "per-window");
 	} else {
 		m->stats.attach_refused++;
+		m->stats.attach_nomem += r == -ENOMEM;
 		log_ratelimited(LOG_WARNING, r, "pid %d: attach refused: %s", (int)c->pid, why);
 		snprintf(rep.reason, sizeof(rep.reason), "%s", why);
 	}
@@ -523,6 +592,10 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 s->faults_held, m->mstats.fallback_pages, m->mstats.passes, m->mstats.pass_usec_last,
 		 m->mstats.pass_usec_max, policy_js, m->trace ? "true" : "false",
 		 config_mode_name(m->cfg.mode), m->events_next, samplers_js);
+	json_add(js, cap, &len,
+		 "\"resources\":{\"heap_bytes\":%zu,\"fds_open\":%d,\"fd_limit\":%lu,"
+		 "\"fd_refusals\":%" PRIu64 ",\"attach_nomem\":%" PRIu64 "},",
+		 manager_heap_bytes(), manager_fds_open(), fd_limit(), s->fd_refusals, s->attach_nomem);
 	/* The tiers, node by node (tierctl tiers), and the clients (tierctl clients). */
 	json_add(js, cap, &len, "\"tier_list\":[");
 	for (unsigned t = 0; t < m->topo.ntiers; t++) {
@@ -836,6 +909,18 @@ static void on_client(struct manager *m, struct client *c, uint32_t events)
 
 		if (n == -EAGAIN)
 			break;
+		if (n == -EMFILE) {
+			/* The fds it sent could not be installed: tierd is at its fd limit. It is told
+			 * so (libtier retries later); one holding attachments keeps them. */
+			m->stats.fd_refusals++;
+			log_ratelimited(LOG_WARNING, (int)n, "pid %d client %u: refused its message with "
+					"fds: out of file descriptors (limit %lu): %m", (int)c->pid, c->id,
+					fd_limit());
+			send_error(c, -EMFILE, "tierd: out of file descriptors, try again later");
+			if (c->nattach == 0)
+				manager_client_drop(m, c, "tierd out of file descriptors");
+			continue;
+		}
 		if (n <= 0) {
 			manager_client_drop(m, c, n == 0 || n == -ECONNRESET ? "disconnected" :
 						  n == -EMSGSIZE ? "oversized message or fds" :
@@ -1074,6 +1159,8 @@ struct manager *manager_free(struct manager *m)
 		if (m->own_socket)
 			(void)unlink(m->cfg.socket_path);
 	}
+	if (m->spare_fd >= 0)
+		close(m->spare_fd);
 	if (m->timer_fd >= 0)
 		close(m->timer_fd);
 	if (m->signal_fd >= 0)

@@ -20,6 +20,9 @@
 
 #define TIERD_MAX_ALLOW 32
 #define TIERD_MAX_POLICY_PARAMS 32
+/* Moves remembered for the rate limit's one-second window (passes come at most once an epoch:
+ * 1 ms epochs would need 1000). */
+#define RATE_RING 1024
 /* How often the loop looks at migration batches' deadlines while one is out. */
 #define BATCH_POLL_MS 20
 
@@ -106,6 +109,7 @@ struct attachment {
 	uint32_t zaps_in_flight;
 	uint64_t batch_seq;    /* seq of the ZAP of its segment's migration batch */
 	bool batch_waiting;    /* that ZAP is not acknowledged yet */
+	bool armed;            /* got this epoch's windows (registered/zapped): close them */
 	bool dead;
 	struct attachment *seg_next, *client_next, *grave_next;
 };
@@ -162,11 +166,21 @@ struct manager_stats {
 	/* The eBPF page-fault counter: faults drained (sum of the counts) and those it could not
 	 * attribute (map full: read from the kernel; segment gone or page out of range: here). */
 	uint64_t bpf_samples, bpf_overflow, bpf_unmatched;
+	/* Resource faults: connections and messages with fds refused because tierd was at its
+	 * RLIMIT_NOFILE. */
+	uint64_t fd_refusals;
+	/* ATTACHes refused for lack of memory (the alias mapping or the page state: ENOMEM, e.g.
+	 * under RLIMIT_AS or MemoryMax=); the client runs untracked and retries. */
+	uint64_t attach_nomem;
 };
 
 struct manager {
 	struct tierd_config cfg;
 	int epfd, listen_fd, timer_fd, signal_fd;
+	/* An fd held in reserve (/dev/null): at RLIMIT_NOFILE it is closed for a moment so that a
+	 * pending connection can be accepted, told why, and closed, instead of staying in the
+	 * backlog with the listening socket readable (epoll would spin on it). */
+	int spare_fd;
 	bool own_socket; /* bound by us: unlink at exit */
 	bool quit;
 	struct watch listen_watch, timer_watch, signal_watch;
@@ -185,7 +199,13 @@ struct manager {
 	bool no_topology; /* no NUMA sysfs at start: one tier for good */
 	/* SIGHUP: reads the configuration again (NULL: nothing to reload). */
 	int (*reload)(struct tierd_config *cfg);
-	uint64_t tokens_bytes, tokens_usec;
+	/* The migration rate limit (placement.c): what moved in the last second, move by move, and
+	 * what a pass may move now. */
+	struct rate_entry {
+		uint64_t usec, bytes;
+	} rate_ring[RATE_RING];
+	unsigned rate_head, rate_n;
+	uint64_t tokens_bytes;
 	unsigned batches_active; /* segments with a migration batch in flight */
 	int batch_fast, batch_slow; /* the batches' promotion and demotion nodes */
 	/* Passes that move nothing back off (a node that refuses must not cost the clients a zap
@@ -252,6 +272,11 @@ void events_moved(struct manager *m, const struct segment *seg, size_t planned, 
 		  int to, const struct migrate_stats *before);
 /* The latest `max` (0: all) as JSON Lines, oldest first. Returns the length. */
 int events_format(const struct manager *m, uint64_t max, char *buf, size_t len);
+
+/* tierd's own resources (status "resources", metrics): bytes malloc has handed out and not
+ * taken back, and open fds (a negative errno when /proc cannot be read, e.g. at the fd limit). */
+size_t manager_heap_bytes(void);
+int manager_fds_open(void);
 
 /* metrics.c */
 /* Records `n` faults that took `usec` each. */

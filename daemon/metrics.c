@@ -110,6 +110,14 @@ int manager_metrics(const struct manager *m, char *buf, size_t len)
 	counter(&o, "tierd_clients_dropped_total", "Clients dropped (protocol errors, hang-ups).",
 		s->clients_dropped);
 	counter(&o, "tierd_attach_refused_total", "ATTACH requests refused.", s->attach_refused);
+	counter(&o, "tierd_fd_refusals_total",
+		"Connections and messages with fds refused: tierd was at its open file limit.",
+		s->fd_refusals);
+	counter(&o, "tierd_attach_nomem_total",
+		"ATTACH requests refused for lack of memory (alias mapping or page state).",
+		s->attach_nomem);
+	gauge(&o, "tierd_heap_bytes", "Bytes of tierd's heap in use (malloc).",
+	      (double)manager_heap_bytes());
 
 	for (const struct segment *seg = m->segments; seg; seg = seg->next) {
 		int huge = seg->page_size > 4096;

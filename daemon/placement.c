@@ -43,7 +43,6 @@ int manager_tiers_init(struct manager *m)
 		log_info("%u memory tiers, migration disabled (--no-migrate): tracking only",
 			 m->topo.ntiers);
 	m->move_all = true;
-	m->tokens_usec = now_usec();
 	return 0;
 }
 
@@ -359,6 +358,45 @@ static uint64_t batch_move(struct manager *m, struct segment *seg, bool demote, 
 	return (uint64_t)r;
 }
 
+/*
+ * The rate limit: bytes moved in any one-second window stay within rate_limit_mbps. A token
+ * bucket holding a second's worth let a window see up to twice the limit (a full bucket spent,
+ * then a second of refill); so every move is remembered with its time, and a pass may move the
+ * limit minus what moved in the second before it. Passes never overlap their moves (no pass
+ * while a batch is out), so a pass's moves and the earlier moves of any window ending after them
+ * were all counted when it was planned: no window exceeds the limit, wherever its moves fall.
+ */
+static void rate_record(struct manager *m, uint64_t bytes)
+{
+	if (!bytes)
+		return;
+	m->rate_ring[(m->rate_head + m->rate_n) % RATE_RING] = (struct rate_entry){ now_usec(), bytes };
+	if (m->rate_n < RATE_RING)
+		m->rate_n++;
+	else
+		m->rate_head = (m->rate_head + 1) % RATE_RING; /* oldest lost: see rate_allowance */
+}
+
+/* What a pass starting now may move. `floor`: a limit below two of the largest pages per second
+ * would stop huge pages for good, so that much is allowed once the window is clear. */
+static uint64_t rate_allowance(struct manager *m, uint64_t now, uint64_t floor)
+{
+	uint64_t limit = (uint64_t)m->cfg.rate_limit_mbps * 1000000u, used = 0;
+
+	while (m->rate_n && now - m->rate_ring[m->rate_head].usec >= 1000000u) {
+		m->rate_head = (m->rate_head + 1) % RATE_RING;
+		m->rate_n--;
+	}
+	/* A full ring may have lost moves of this very second: move nothing until it drains. */
+	if (m->rate_n == RATE_RING)
+		return 0;
+	for (unsigned i = 0; i < m->rate_n; i++)
+		used += m->rate_ring[(m->rate_head + i) % RATE_RING].bytes;
+	if (limit < floor)
+		return used ? 0 : floor;
+	return used < limit ? limit - used : 0;
+}
+
 /* Accounts a moved batch, lets its clients' faults onto the moved pages, and ends it. */
 static void batch_end(struct manager *m, struct segment *seg, uint64_t up, uint64_t down)
 {
@@ -367,8 +405,7 @@ static void batch_end(struct manager *m, struct segment *seg, uint64_t up, uint6
 	m->mstats.promoted += up;
 	m->mstats.demoted += down;
 	m->pass_moved += up + down;
-	m->tokens_bytes -= (up + down) * seg->page_size < m->tokens_bytes ? (up + down) * seg->page_size
-									      : m->tokens_bytes;
+	rate_record(m, (up + down) * seg->page_size);
 	if (up || down)
 		log_debug("seg %u: batch of %zu pages in %zu runs: promoted %" PRIu64 " to node %d, "
 			  "demoted %" PRIu64 " to node %d", seg->id, b->n, b->nruns, up, m->batch_fast,
@@ -589,18 +626,9 @@ void manager_placement(struct manager *m)
 	v.low_wm = m->cfg.low_wm;
 	v.window_bytes = m->cfg.window_bytes;
 	if (pass) {
-		uint64_t bucket, cap;
+		uint64_t cap;
 
-		/* Token bucket: rate_limit_mbps, one second's worth saved up at most, but never
-		 * less than a swap of the largest pages: a low limit slows huge pages down, it
-		 * must not stop them. */
-		m->tokens_bytes += (now - m->tokens_usec) * (uint64_t)m->cfg.rate_limit_mbps; /* MB/s = B/us */
-		m->tokens_usec = now;
-		bucket = (uint64_t)m->cfg.rate_limit_mbps * 1000000u;
-		if (bucket < 2 * max_page)
-			bucket = 2 * max_page;
-		if (m->tokens_bytes > bucket)
-			m->tokens_bytes = bucket;
+		m->tokens_bytes = rate_allowance(m, now, 2 * max_page);
 		m->mstats.passes++;
 		count(m, segs, nsegs);
 		v.migrate = 1;
@@ -730,7 +758,7 @@ static void pass_execute(struct manager *m, struct segment **segs, unsigned nseg
 	m->mstats.demoted += down;
 	m->pass_planned += mp.npromote + mp.ndemote;
 	m->pass_moved += up + down;
-	m->tokens_bytes -= up_bytes + down_bytes < m->tokens_bytes ? up_bytes + down_bytes : m->tokens_bytes;
+	rate_record(m, up_bytes + down_bytes);
 	if (up || down)
 		log_info("placement: promoted %" PRIu64 " of %zu planned pages to node %d, demoted %" PRIu64
 			 " of %zu to node %d (%.1f MiB moved; budget %.1f MiB)",

@@ -81,6 +81,9 @@ struct segment {
 
 	struct attachment *attachments; /* list through attachment.seg_next */
 	unsigned nattach;
+	/* Where the next epoch's arming starts in that list (attach.c: with many attachments only
+	 * some get each epoch's windows, in turn). */
+	unsigned arm_cursor;
 
 	uint64_t faults;             /* minor faults resolved */
 	uint64_t first_touch_faults; /* faults on pages tierd had not zapped (new process) */

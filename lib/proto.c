@@ -3,6 +3,7 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -197,9 +198,14 @@ ssize_t proto_recv(int sock, void *buf, size_t len, int *fds, unsigned *nfds)
 	/* A zero-length packet can carry fds, and every caller takes 0 for end-of-file and closes
 	 * nothing: they must not outlive this call. */
 	if (n == 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || extra > 0) {
+		/* Control data cut short with room left in cbuf: the kernel could not install the
+		 * fds here (the receiver is at its RLIMIT_NOFILE), the sender did nothing wrong. */
+		bool out_of_fds = n > 0 && !(mh.msg_flags & MSG_TRUNC) && (mh.msg_flags & MSG_CTRUNC) &&
+				  got + extra < 64;
+
 		proto_close_fds(fds, got);
 		*nfds = 0;
-		return n == 0 ? 0 : -EMSGSIZE;
+		return n == 0 ? 0 : out_of_fds ? -EMFILE : -EMSGSIZE;
 	}
 	return n;
 }

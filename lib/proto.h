@@ -43,7 +43,9 @@ int proto_send(int sock, const void *msg, size_t len, const int *fds, unsigned n
  * Receives one packet into buf (at least TIERD_MSG_MAX_BYTES) and up to PROTO_MAX_FDS fds
  * (O_CLOEXEC). Returns the packet length, 0 at EOF (or a zero-length packet: SEQPACKET cannot
  * tell them apart; fds that came with it are closed), or a negative errno: -EMSGSIZE for a
- * truncated packet or control data (any fds received are closed then), -EAGAIN.
+ * truncated packet or control data (any fds received are closed then), -EMFILE when the packet's
+ * fds could not be installed because this process is at its fd limit (closed likewise; the
+ * packet is lost), -EAGAIN.
  * The packet is not validated: call proto_validate().
  */
 ssize_t proto_recv(int sock, void *buf, size_t len, int *fds, unsigned *nfds);

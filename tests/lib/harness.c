@@ -53,18 +53,51 @@ const char *harness_dir(void)
 int harness_group_teardown(void **state)
 {
 	(void)state;
+	hugepages_restore();
 	harness_cleanup();
 	return 0;
+}
+
+char harness_proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (read_text(path, buf, sizeof(buf)) <= 0 || !(p = strrchr(buf, ')')) || p[1] != ' ')
+		return '?';
+	return p[2];
+}
+
+bool harness_wait_stopped(pid_t pid)
+{
+	for (int i = 0; i < 400 && harness_proc_state(pid) != 'T'; i++)
+		msleep(5);
+	return harness_proc_state(pid) == 'T';
+}
+
+long harness_proc_syscall(pid_t tid)
+{
+	char path[64], buf[256];
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
+	if (read_text(path, buf, sizeof(buf)) <= 0 || strncmp(buf, "running", 7) == 0)
+		return -2;
+	return strtol(buf, NULL, 10);
+}
+
+void harness_stop_daemons(void)
+{
+	for (unsigned i = 0; i < ndaemons; i++)
+		if (daemons[i] > 0 && kill(daemons[i], 0) == 0 && waitpid(daemons[i], NULL, WNOHANG) == 0)
+			daemon_stop(daemons[i]);
+	ndaemons = 0;
 }
 
 void harness_cleanup(void)
 {
 	char cmd[128];
 
-	for (unsigned i = 0; i < ndaemons; i++)
-		if (daemons[i] > 0 && kill(daemons[i], 0) == 0 && waitpid(daemons[i], NULL, WNOHANG) == 0)
-			daemon_stop(daemons[i]);
-	ndaemons = 0;
+	harness_stop_daemons();
 
 	if (dir[0]) {
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -92,36 +125,35 @@ void msleep(unsigned ms)
 
 /* Serving, not merely listening: tierd binds its socket before it has finished starting (the eBPF
  * sampler loads after, so that restarting clients queue instead of being refused); a test that
- * counts its fds or times it must start from a tierd that answers. */
-static bool accepts(const char *sock)
+ * counts its fds or times it must start from a tierd that answers. And the one started: a tierd
+ * left running by a failed test would answer on the socket while the new one exits ("another
+ * tierd is serving"), and the next test would signal a process that is gone. */
+static bool accepts(const char *sock, pid_t pid)
 {
 	char js[16384];
 
-	return status_fetch(sock, js, sizeof(js)) > 0;
+	return status_fetch(sock, js, sizeof(js)) > 0 && json_int(js, NULL, "pid") == pid;
 }
 
-pid_t daemon_start(const char *sock, ...)
+static pid_t daemon_start_va(const char *sock, const char *out_path, va_list ap)
 {
 	char *argv[32];
 	int argc = 0;
-	va_list ap;
 	pid_t pid;
 
 	argv[argc++] = (char *)harness_bin("tierd");
 	argv[argc++] = "--socket";
 	argv[argc++] = (char *)sock;
-	va_start(ap, sock);
 	for (char *a; argc < 31 && (a = va_arg(ap, char *));)
 		argv[argc++] = a;
-	va_end(ap);
 	argv[argc] = NULL;
-	pid = spawn(argv);
+	pid = spawn_out(argv, out_path, NULL);
 	if (pid < 0)
 		return -1;
 	for (int i = 0; i < 500; i++) {
 		int st;
 
-		if (accepts(sock)) {
+		if (accepts(sock, pid)) {
 			if (ndaemons < sizeof(daemons) / sizeof(daemons[0]))
 				daemons[ndaemons++] = pid;
 			return pid;
@@ -132,6 +164,43 @@ pid_t daemon_start(const char *sock, ...)
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+pid_t daemon_start(const char *sock, ...)
+{
+	va_list ap;
+	pid_t pid;
+
+	va_start(ap, sock);
+	pid = daemon_start_va(sock, NULL, ap);
+	va_end(ap);
+	return pid;
+}
+
+pid_t daemon_start_out(const char *sock, const char *out_path, ...)
+{
+	va_list ap;
+	pid_t pid;
+
+	va_start(ap, out_path);
+	pid = daemon_start_va(sock, out_path, ap);
+	va_end(ap);
+	return pid;
+}
+
+long proc_status_kb(pid_t pid, const char *key)
+{
+	char path[64], text[4096];
+	const char *p;
+	size_t kl = strlen(key);
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (read_text(path, text, sizeof(text)) <= 0)
+		return -1;
+	for (p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, key, kl) == 0 && p[kl] == ':')
+			return strtol(p + kl + 1, NULL, 10);
 	return -1;
 }
 

@@ -15,12 +15,19 @@ const char *harness_bin(const char *name);
 /* A fresh directory under /tmp, removed by harness_cleanup(). */
 const char *harness_dir(void);
 void harness_cleanup(void);
-/* harness_cleanup() as a cmocka group teardown. */
+/* hugepages_restore() and harness_cleanup() as a cmocka group teardown. */
 int harness_group_teardown(void **state);
 
 /* Starts tierd on `sock` with extra args (NULL-terminated). Waits until it answers a status
  * request (fully started). -1 on failure. */
 pid_t daemon_start(const char *sock, ...) __attribute__((sentinel));
+/* The same with tierd's stdout and stderr appended to out_path (its log, for a test to read). */
+pid_t daemon_start_out(const char *sock, const char *out_path, ...) __attribute__((sentinel));
+/* A "Key:   N kB" line of /proc/PID/status (VmRSS, RssAnon, ...), in kB; -1 when absent. */
+long proc_status_kb(pid_t pid, const char *key);
+/* Stops every tierd daemon_start() started that still runs (a failed case may leave its own: the
+ * next case's tierd would find the socket served). harness_cleanup() does it too. */
+void harness_stop_daemons(void);
 /* SIGTERM, then SIGKILL after 3 s. Returns the exit status as from waitpid. */
 int daemon_stop(pid_t pid);
 
@@ -60,6 +67,14 @@ int harness_wait_fds(pid_t pid, int want, unsigned timeout_ms);
 /* The fd count once it held still for 5 looks step_ms apart (start-up probes and short queries
  * come and go), looking for max_ms at most. */
 int harness_settled_fds(pid_t pid, unsigned step_ms, unsigned max_ms);
+
+/* /proc/PID/stat's state letter of a process or thread (a tid is a pid there); '?' when gone. */
+char harness_proc_state(pid_t pid);
+/* Polls (2 s at most) until pid is stopped (state T); true when it is. */
+bool harness_wait_stopped(pid_t pid);
+/* The syscall a thread is in (/proc/TID/syscall): its number, -1 when it is blocked outside any
+ * syscall (in a page fault, say), -2 when it is running or gone. */
+long harness_proc_syscall(pid_t tid);
 
 uint64_t mono_usec(void);
 void msleep(unsigned ms);
