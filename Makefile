@@ -53,7 +53,8 @@ BPFTOOL    ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
 VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
 BPF_ARCH   := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/' -e 's/ppc64le/powerpc/' \
 		-e 's/s390x/s390/' -e 's/riscv64/riscv/')
-BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -Wall -Werror -I$(BUILD)/bpf -Ibpf
+# -mcpu=v3: atomic fetch-or (fault.bpf.c's first-touch bits); kernels >= 5.12 run it, Debian 12's 6.1 too.
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(BPF_ARCH) -Wall -Werror -I$(BUILD)/bpf -Ibpf
 BPF_PROGS  := fault
 BPF_SKELS  := $(patsubst %,$(BUILD)/bpf/%.skel.h,$(BPF_PROGS))
 

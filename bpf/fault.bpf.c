@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The per-page fault counter: every user page fault of a process tierd tracks, inside one of the
- * ranges tierd registered for it, adds one to (segment, page) in `counts`; tierd drains and
- * deletes the entries each epoch (daemon/bpf.c). When `counts` is full the fault is added to the
- * per-CPU `overflow` counter instead: counted, never silently dropped.
+ * The per-page fault counter: a user page fault of a process tierd tracks, inside one of the
+ * ranges tierd registered for it, on a page that process has faulted before since it was tracked,
+ * adds one to (segment, page) in `counts`; tierd drains and deletes the entries each epoch
+ * (daemon/bpf.c). When `counts` is full the fault is added to the per-CPU overflow counter
+ * instead: counted, never silently dropped.
  *
- * This sees every user page fault in the ranges: the minor faults tierd resolves through
- * userfaultfd for armed windows (the same event the uffd path counts), and the ones it never
- * hears of — first touches after fork, pages outside windows after tierd released them, zapped
- * pages the kernel maps back on its own. Faults, not accesses: a page that stays mapped is touched
- * for free and counted once.
+ * A page's first fault in a process since tierd tracked it is not heat — it is the write that
+ * populates a fresh page, or a new or forked process mapping the segment for the first time —
+ * and is only counted, in the per-CPU first-touch counter: the uffd path's FIRST_TOUCH. One bit
+ * per page and range in `seen` tells the two apart: a fetch-or per fault, no allocation. What
+ * is counted is a re-access: a fault on a page the process had mapped and lost since (tierd's
+ * zaps, the kernel unmapping it). Faults, not accesses: a page that stays mapped is touched for
+ * free and not seen.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -45,19 +48,53 @@ struct {
 	__type(value, __u64);
 } counts SEC(".maps");
 
-/* Faults that found `counts` full. Per CPU: no contention on a counter every CPU may hit. */
+/* One bit per page of every tracked range ("faulted since tracked"), 64 pages a word; the loader
+ * hands each range its own words (zeroed) and sizes the array from the configuration
+ * (sampling.bpf_seen_pages). Mappable: the loader zeroes a range's words with a memset. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1 << 18);
 	__type(key, __u32);
 	__type(value, __u64);
-} overflow SEC(".maps");
+} seen SEC(".maps");
+
+/* enum tierd_bpf_stat counters. Per CPU: no contention on counters every CPU may hit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TIERD_BPF_NSTATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static void stat_add(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+
+	if (v) /* this CPU's slot; atomic all the same: the program may be preempted */
+		__sync_fetch_and_add(v, 1);
+}
+
+/* Sets the page's bit; returns true when it was already set (the page faulted before). */
+static bool seen_before(const struct tierd_bpf_range *r, __u64 page)
+{
+	__u32 idx = (__u32)(r->seen_word + (page >> 6));
+	__u64 bit = 1ULL << (page & 63), *w;
+
+	w = bpf_map_lookup_elem(&seen, &idx);
+	if (!w) /* out of the array: the loader never hands out such a range */
+		return false;
+	/* Read first: a re-access (the common case once a page is known) costs no atomic. */
+	if (*w & bit)
+		return true;
+	/* Two threads may race on the same first touch: only one of them finds the bit clear. */
+	return (__sync_fetch_and_or(w, bit) & bit) != 0;
+}
 
 static void count_page(__u32 seg, __u64 page)
 {
 	struct tierd_bpf_page_key key = { .seg = seg, .page = page };
 	__u64 one = 1, *v;
-	__u32 zero = 0;
 	long err;
 
 	v = bpf_map_lookup_elem(&counts, &key);
@@ -73,11 +110,8 @@ static void count_page(__u32 seg, __u64 page)
 			return;
 		}
 	}
-	if (err) {
-		v = bpf_map_lookup_elem(&overflow, &zero);
-		if (v) /* this CPU's slot; atomic all the same: the program may be preempted */
-			__sync_fetch_and_add(v, 1);
-	}
+	if (err)
+		stat_add(TIERD_BPF_STAT_OVERFLOW);
 }
 
 SEC("tp_btf/page_fault_user")
@@ -100,7 +134,12 @@ int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsig
 
 		/* Unsigned: an address below start wraps and fails the test too. */
 		if (address - r->start < r->length) {
-			count_page(r->seg, (address - r->start) >> (r->page_shift & 63));
+			__u64 page = (address - r->start) >> (r->page_shift & 63);
+
+			if (seen_before(r, page))
+				count_page(r->seg, page);
+			else
+				stat_add(TIERD_BPF_STAT_FIRST_TOUCH);
 			break;
 		}
 	}

@@ -16,17 +16,26 @@
 #define TIERD_BPF_MAX_RANGES 8
 
 /* One mapping of a segment in a tracked process: [start, start + length) holds the segment's
- * pages from page 0, each 1 << page_shift bytes. length 0: a free slot. */
+ * pages from page 0, each 1 << page_shift bytes. length 0: a free slot. Its pages' "faulted since
+ * tracked" bits are the words [seen_word, seen_word + ceil(pages / 64)) of the `seen` array. */
 struct tierd_bpf_range {
 	__u64 start;
 	__u64 length;
 	__u32 seg;
 	__u32 page_shift;
+	__u64 seen_word;
 };
 
-/* Value of the `procs` map, keyed by tgid (as the kernel's initial pid namespace sees it). */
+/* Value of the `procs` map, keyed by tgid (as tierd's pid namespace numbers it). */
 struct tierd_bpf_proc {
 	struct tierd_bpf_range ranges[TIERD_BPF_MAX_RANGES];
+};
+
+/* Slots of the per-CPU `stats` array. */
+enum tierd_bpf_stat {
+	TIERD_BPF_STAT_OVERFLOW = 0,    /* re-access faults that found `counts` full */
+	TIERD_BPF_STAT_FIRST_TOUCH = 1, /* a page's first fault in a process since it was tracked */
+	TIERD_BPF_NSTATS = 2,
 };
 
 /* Key of the `counts` map; its value is a __u64 count of faults since the last drain. */
@@ -36,8 +45,8 @@ struct tierd_bpf_page_key {
 	__u64 page;
 };
 
-_Static_assert(sizeof(struct tierd_bpf_range) == 24, "tierd_bpf_range layout");
-_Static_assert(sizeof(struct tierd_bpf_proc) == 24 * TIERD_BPF_MAX_RANGES, "tierd_bpf_proc layout");
+_Static_assert(sizeof(struct tierd_bpf_range) == 32, "tierd_bpf_range layout");
+_Static_assert(sizeof(struct tierd_bpf_proc) == 32 * TIERD_BPF_MAX_RANGES, "tierd_bpf_proc layout");
 _Static_assert(sizeof(struct tierd_bpf_page_key) == 16, "tierd_bpf_page_key layout");
 
 #endif

@@ -5,11 +5,13 @@
  * the tracked-process table, and the drain of per-page counts. See daemon/bpf.h.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,14 +25,29 @@
 
 #define VMLINUX_BTF "/sys/kernel/btf/vmlinux"
 
+/* 16 Mi pages (64 GiB of 4 KiB pages over all tracked mappings) in 2 MiB of kernel memory. */
+#define SEEN_PAGES_DEFAULT (UINT64_C(1) << 24)
+
+/* The words of the `seen` bit array one tracked range owns. */
+struct seen_extent {
+	uint32_t tgid;
+	uint64_t start;     /* the range's start address: with tgid, what untrack names */
+	uint64_t word, nwords;
+};
+
 struct tierd_bpf {
 	struct fault_bpf *skel;
-	int counts_fd, procs_fd, overflow_fd;
+	int counts_fd, procs_fd, stats_fd;
 	uint32_t map_entries;
 	struct tierd_bpf_page_key *keys; /* map_entries keys and counts: one drain's worth */
 	uint64_t *values;
 	int ncpus;
-	uint64_t *percpu; /* ncpus values of the overflow counter */
+	uint64_t *percpu; /* ncpus values of one stats counter */
+	uint64_t *seen;   /* the `seen` array, mapped: seen_words words */
+	size_t seen_bytes;
+	uint64_t seen_words;
+	struct seen_extent *ext; /* the ranges' words, unordered; n_ext used of cap_ext */
+	size_t n_ext, cap_ext;
 };
 
 /* libbpf reports through one process-wide callback with no context: route it to our log at debug
@@ -54,7 +71,10 @@ struct tierd_bpf *tierd_bpf_free(struct tierd_bpf *b)
 {
 	if (!b)
 		return NULL;
+	if (b->seen)
+		munmap(b->seen, b->seen_bytes);
 	fault_bpf__destroy(b->skel);
+	free(b->ext);
 	free(b->keys);
 	free(b->values);
 	free(b->percpu);
@@ -67,23 +87,46 @@ static const char *perm_hint(int err)
 	return err == -EPERM || err == -EACCES ? " (needs CAP_BPF and CAP_PERFMON)" : "";
 }
 
-int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *why, size_t whylen)
+/* What every program here needs before it is opened: libbpf's messages routed, the kernel's BTF
+ * (tp_btf programs and CO-RE relocations need it: say so plainly instead of letting libbpf fail
+ * somewhere inside load), and tierd's pid namespace, in which the programs name processes. */
+static int preflight(struct stat *pidns, char *why, size_t whylen)
 {
-	struct tierd_bpf *b;
-	struct stat ns;
-	int r;
-
 	libbpf_set_print(libbpf_print);
-	/* tp_btf programs and CO-RE relocations need the kernel's own BTF: say so plainly instead of
-	 * letting libbpf fail somewhere inside load. */
 	if (access(VMLINUX_BTF, R_OK) < 0) {
-		r = -errno;
+		int r = -errno;
+
 		snprintf(why, whylen, "no kernel BTF (%s: %s; needs CONFIG_DEBUG_INFO_BTF=y)", VMLINUX_BTF,
 			 strerror(-r));
 		return r;
 	}
+	if (stat("/proc/self/ns/pid", pidns) < 0) {
+		int r = -errno;
+
+		snprintf(why, whylen, "cannot read tierd's pid namespace (/proc/self/ns/pid): %s",
+			 strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *why, size_t whylen)
+{
+	struct tierd_bpf *b;
+	uint64_t seen_pages;
+	struct stat ns;
+	int r;
+
+	r = preflight(&ns, why, whylen);
+	if (r < 0)
+		return r;
 	if (o->map_entries == 0 || o->max_procs == 0) {
 		snprintf(why, whylen, "map sizes must not be 0");
+		return -EINVAL;
+	}
+	seen_pages = o->seen_pages ? o->seen_pages : SEEN_PAGES_DEFAULT;
+	if (seen_pages / 64 > UINT32_MAX) {
+		snprintf(why, whylen, "too many first-touch bits (%" PRIu64 " pages)", seen_pages);
 		return -EINVAL;
 	}
 	b = calloc(1, sizeof(*b));
@@ -99,7 +142,10 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 		goto fail;
 	}
 	b->percpu = calloc((size_t)b->ncpus, sizeof(*b->percpu));
-	if (!b->keys || !b->values || !b->percpu) {
+	b->seen_words = (seen_pages + 63) / 64;
+	b->cap_ext = (size_t)o->max_procs * TIERD_BPF_MAX_RANGES;
+	b->ext = calloc(b->cap_ext, sizeof(*b->ext));
+	if (!b->keys || !b->values || !b->percpu || !b->ext) {
 		r = -ENOMEM;
 		snprintf(why, whylen, "out of memory");
 		goto fail;
@@ -115,17 +161,13 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 	r = bpf_map__set_max_entries(b->skel->maps.counts, o->map_entries);
 	if (r == 0)
 		r = bpf_map__set_max_entries(b->skel->maps.procs, o->max_procs);
+	if (r == 0)
+		r = bpf_map__set_max_entries(b->skel->maps.seen, (uint32_t)b->seen_words);
 	if (r < 0) {
 		snprintf(why, whylen, "sizing the maps failed: %s", strerror(-r));
 		goto fail;
 	}
 	/* Knobs are read-only data, fixed before load: the verifier sees them as constants. */
-	if (stat("/proc/self/ns/pid", &ns) < 0) {
-		r = -errno;
-		snprintf(why, whylen, "cannot read tierd's pid namespace (/proc/self/ns/pid): %s",
-			 strerror(-r));
-		goto fail;
-	}
 	b->skel->rodata->pidns_dev = (uint64_t)ns.st_dev;
 	b->skel->rodata->pidns_ino = (uint64_t)ns.st_ino;
 	r = fault_bpf__load(b->skel);
@@ -141,7 +183,18 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 	}
 	b->counts_fd = bpf_map__fd(b->skel->maps.counts);
 	b->procs_fd = bpf_map__fd(b->skel->maps.procs);
-	b->overflow_fd = bpf_map__fd(b->skel->maps.overflow);
+	b->stats_fd = bpf_map__fd(b->skel->maps.stats);
+	/* The first-touch bits are zeroed by tierd when it hands a range its words: a plain memset
+	 * on the mapped array instead of a syscall per word. */
+	b->seen_bytes = (size_t)b->seen_words * sizeof(uint64_t);
+	b->seen = mmap(NULL, b->seen_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       bpf_map__fd(b->skel->maps.seen), 0);
+	if (b->seen == MAP_FAILED) {
+		r = -errno;
+		b->seen = NULL;
+		snprintf(why, whylen, "mapping the first-touch bits failed: %s", strerror(-r));
+		goto fail;
+	}
 	*ret = b;
 	return 0;
 fail:
@@ -149,11 +202,41 @@ fail:
 	return r;
 }
 
+/* First fit: the lowest word where nwords free words start, or -ENOBUFS. The extents are few
+ * (max_procs × TIERD_BPF_MAX_RANGES) and this runs on attach only: quadratic is fine. */
+static int64_t seen_alloc(const struct tierd_bpf *b, uint64_t nwords)
+{
+	uint64_t at = 0;
+
+	for (size_t i = 0; i <= b->n_ext; i++) {
+		bool fits = at + nwords <= b->seen_words;
+
+		for (size_t j = 0; fits && j < b->n_ext; j++)
+			fits = at + nwords <= b->ext[j].word || b->ext[j].word + b->ext[j].nwords <= at;
+		if (fits)
+			return (int64_t)at;
+		if (i < b->n_ext)
+			at = b->ext[i].word + b->ext[i].nwords;
+	}
+	return -ENOBUFS;
+}
+
+static void seen_free(struct tierd_bpf *b, uint32_t tgid, uint64_t start)
+{
+	for (size_t i = 0; i < b->n_ext; i++)
+		if (b->ext[i].tgid == tgid && b->ext[i].start == start) {
+			b->ext[i] = b->ext[--b->n_ext];
+			return;
+		}
+}
+
 int tierd_bpf_track(struct tierd_bpf *b, uint32_t tgid, uint64_t start, uint64_t length, uint32_t seg,
 		    uint64_t page_size)
 {
 	struct tierd_bpf_proc p;
 	int free_slot = -1;
+	uint64_t nwords;
+	int64_t word;
 
 	if (page_size == 0 || (page_size & (page_size - 1)) || length == 0)
 		return -EINVAL;
@@ -169,12 +252,22 @@ int tierd_bpf_track(struct tierd_bpf *b, uint32_t tgid, uint64_t start, uint64_t
 			free_slot = i;
 			break;
 		}
-	if (free_slot < 0)
+	if (free_slot < 0 || b->n_ext == b->cap_ext)
 		return -ENOSPC;
+	nwords = (length / page_size + 63) / 64;
+	word = seen_alloc(b, nwords);
+	if (word < 0)
+		return (int)word;
+	/* Words a range untracked earlier left set: every page starts unseen. The program cannot
+	 * touch them meanwhile: no range names them. */
+	memset(b->seen + word, 0, nwords * sizeof(uint64_t));
 	p.ranges[free_slot] = (struct tierd_bpf_range){ .start = start, .length = length, .seg = seg,
-							.page_shift = (uint32_t)__builtin_ctzll(page_size) };
+							.page_shift = (uint32_t)__builtin_ctzll(page_size),
+							.seen_word = (uint64_t)word };
 	if (bpf_map_update_elem(b->procs_fd, &tgid, &p, BPF_ANY) < 0)
 		return -errno;
+	b->ext[b->n_ext++] = (struct seen_extent){ .tgid = tgid, .start = start, .word = (uint64_t)word,
+						   .nwords = nwords };
 	return 0;
 }
 
@@ -195,9 +288,14 @@ int tierd_bpf_untrack(struct tierd_bpf *b, uint32_t tgid, uint64_t start)
 	if (!found)
 		return -ENOENT;
 	/* The last range gone: drop the process, so its other faults stop costing a lookup hit. */
-	if (!any)
-		return bpf_map_delete_elem(b->procs_fd, &tgid) < 0 ? -errno : 0;
-	return bpf_map_update_elem(b->procs_fd, &tgid, &p, BPF_ANY) < 0 ? -errno : 0;
+	if (!any ? bpf_map_delete_elem(b->procs_fd, &tgid) < 0
+		 : bpf_map_update_elem(b->procs_fd, &tgid, &p, BPF_ANY) < 0)
+		return -errno;
+	/* Its words are free once the program can no longer find the range; a track that reuses
+	 * them zeroes them first. (A fault already past the lookup may still set one bit in them:
+	 * one page of the next range seen as a re-access on its first fault, at worst.) */
+	seen_free(b, tgid, start);
+	return 0;
 }
 
 int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)
@@ -230,15 +328,22 @@ int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)
 	return (int)n;
 }
 
-int tierd_bpf_overflow(const struct tierd_bpf *b, uint64_t *ret)
+static int stat_sum(const struct tierd_bpf *b, uint32_t idx, uint64_t *ret)
 {
-	uint32_t zero = 0;
 	uint64_t sum = 0;
 
-	if (bpf_map_lookup_elem(b->overflow_fd, &zero, b->percpu) < 0)
+	if (bpf_map_lookup_elem(b->stats_fd, &idx, b->percpu) < 0)
 		return -errno;
 	for (int i = 0; i < b->ncpus; i++)
 		sum += b->percpu[i];
 	*ret = sum;
 	return 0;
 }
+
+int tierd_bpf_stats(const struct tierd_bpf *b, struct tierd_bpf_stats *ret)
+{
+	int r = stat_sum(b, TIERD_BPF_STAT_OVERFLOW, &ret->overflow);
+
+	return r < 0 ? r : stat_sum(b, TIERD_BPF_STAT_FIRST_TOUCH, &ret->first_touch);
+}
+

@@ -16,6 +16,13 @@ struct tierd_bpf;
 struct tierd_bpf_opts {
 	uint32_t map_entries; /* distinct (segment, page) counted per drain; more go to overflow */
 	uint32_t max_procs;   /* tracked processes */
+	uint64_t seen_pages;  /* pages of all tracked ranges together (first-touch bits); 0: 1 << 24 */
+};
+
+/* Counters kept in the kernel since load, summed over CPUs. */
+struct tierd_bpf_stats {
+	uint64_t overflow;    /* re-access faults that found the count map full */
+	uint64_t first_touch; /* first faults of a page in a process since it was tracked: not heat */
 };
 
 /* Loads and attaches the page-fault counter. Returns 0, or a negative errno with `why` saying
@@ -24,9 +31,12 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 /* Detaches and frees; NULL-safe. Returns NULL. */
 struct tierd_bpf *tierd_bpf_free(struct tierd_bpf *b);
 
-/* Counts the faults of process `tgid` (as tierd's pid namespace numbers it) in [start, start + length), a mapping of segment `seg` from
- * its page 0 in pages of page_size bytes (a power of two). Returns 0, -ENOSPC when the process
- * already has TIERD_BPF_MAX_RANGES ranges, -EINVAL for a bad page size, or the bpf(2) error. */
+/* Counts the faults of process `tgid` (as tierd's pid namespace numbers it) in [start, start +
+ * length), a mapping of segment `seg` from its page 0 in pages of page_size bytes (a power of
+ * two). A page's first fault from now on is a first touch (tierd_bpf_stats()), later ones are
+ * counted per page. Returns 0, -ENOSPC when the process already has TIERD_BPF_MAX_RANGES ranges,
+ * -ENOBUFS when the first-touch bits of all tracked ranges would exceed opts.seen_pages, -EINVAL
+ * for a bad page size, or the bpf(2) error. */
 int tierd_bpf_track(struct tierd_bpf *b, uint32_t tgid, uint64_t start, uint64_t length, uint32_t seg,
 		    uint64_t page_size);
 /* Stops counting the range of `tgid` that starts at `start`. Returns 0 or -ENOENT. */
@@ -37,7 +47,8 @@ typedef void (*tierd_bpf_sample_fn)(void *ctx, uint32_t seg, uint64_t page, uint
  * a time: a fault counted while the drain runs lands in this drain or the next, save one that
  * races the delete itself). Returns the entries drained or a negative errno. */
 int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx);
-/* Faults that found the count map full since load (all CPUs). Returns 0 or a negative errno. */
-int tierd_bpf_overflow(const struct tierd_bpf *b, uint64_t *ret);
+/* The kernel-side counters since load. Returns 0 or a negative errno. */
+int tierd_bpf_stats(const struct tierd_bpf *b, struct tierd_bpf_stats *ret);
+
 
 #endif

@@ -958,10 +958,12 @@ static void manager_reload(struct manager *m)
 		log_warning("Reload: daemon.socket changes only at restart (still %s)", m->cfg.socket_path);
 	if (n.shmem_register_whole != m->cfg.shmem_register_whole)
 		log_warning("Reload: clients.shmem_registration changes only at restart");
-	if (n.bpf != m->cfg.bpf || n.bpf_map_entries != m->cfg.bpf_map_entries)
-		log_warning("Reload: sampling.bpf and sampling.bpf_map_entries change only at restart");
+	if (n.bpf != m->cfg.bpf || n.bpf_map_entries != m->cfg.bpf_map_entries ||
+	    n.bpf_seen_pages != m->cfg.bpf_seen_pages)
+		log_warning("Reload: sampling.bpf, bpf_map_entries and bpf_seen_pages change only at restart");
 	n.bpf = m->cfg.bpf;
 	n.bpf_map_entries = m->cfg.bpf_map_entries;
+	n.bpf_seen_pages = m->cfg.bpf_seen_pages;
 	snprintf(n.socket_path, sizeof(n.socket_path), "%s", m->cfg.socket_path);
 	n.shmem_register_whole = m->cfg.shmem_register_whole;
 	n.sysfs_root = m->cfg.sysfs_root;

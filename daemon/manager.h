@@ -43,6 +43,7 @@ struct tierd_config {
 	bool shmem_register_whole;  /* register whole 4K mappings instead of per window */
 	bool bpf;                   /* the eBPF page-fault counter (daemon/bpf.c), when the host allows */
 	uint32_t bpf_map_entries;   /* distinct pages it counts per epoch; more go to its overflow */
+	uint32_t bpf_seen_pages;    /* pages of all tracked mappings it tells first touches apart in */
 	uint32_t max_clients;
 	uint32_t max_attach_per_client;
 	uint32_t max_zaps_in_flight; /* ZAP batches unacknowledged per attachment before it is skipped */
@@ -159,9 +160,10 @@ struct manager_stats {
 	uint64_t clients_accepted, clients_refused, clients_dropped, attach_refused;
 	uint64_t register_errors, epochs;
 	uint64_t batches, batch_timeouts, faults_held; /* zap-then-move batches */
-	/* The eBPF page-fault counter: faults drained (sum of the counts) and those it could not
-	 * attribute (map full: read from the kernel; segment gone or page out of range: here). */
-	uint64_t bpf_samples, bpf_overflow, bpf_unmatched;
+	/* The eBPF page-fault counter: re-access faults drained (sum of the counts) and those it
+	 * could not attribute (map full: read from the kernel; segment gone or page out of range:
+	 * here); first touches it discounted (read from the kernel). */
+	uint64_t bpf_samples, bpf_overflow, bpf_unmatched, bpf_first_touch;
 };
 
 struct manager {

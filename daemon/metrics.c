@@ -142,8 +142,11 @@ int manager_metrics(const struct manager *m, char *buf, size_t len)
 	counter(&o, "tierd_faults_total", "Minor faults tierd resolved.", s->faults);
 	/* Zero while the sampler is off: tierctl status says whether it runs, and why not. */
 	counter(&o, "tierd_bpf_samples_total",
-		"Page faults of tracked processes counted by the eBPF sampler and drained.",
+		"Re-access page faults of tracked processes counted by the eBPF sampler and drained.",
 		s->bpf_samples);
+	counter(&o, "tierd_bpf_first_touch_total",
+		"First page faults of a page in a tracked process, seen by the eBPF sampler: not heat.",
+		s->bpf_first_touch);
 	counter(&o, "tierd_bpf_overflow_total",
 		"Page faults the eBPF sampler counted as overflow (its map was full that epoch).",
 		s->bpf_overflow);

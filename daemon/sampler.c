@@ -4,12 +4,15 @@
  * keeps the kernel's table of tracked ranges in step with attachments, and each epoch turns the
  * per-page fault counts into weighted TIERD_EV_SAMPLE events for the policy.
  *
- * What a sample means for heat: the counter sees every user page fault in a tracked range. For a
- * page in an armed window that is the same fault the uffd path reports (the policy gets both a
- * FAULT and a SAMPLE for it); outside windows it is what uffd never shows: first touches after
- * fork, refaults of pages tierd zapped and released, faults of pages the kernel reclaimed. A page
- * that stays mapped is accessed without faulting and is not seen here: fault counts say "touched
- * since it was last unmapped", not how often.
+ * What a sample means for heat: a re-access. The counter counts a user page fault in a tracked
+ * range only when the process faulted on that page before since tierd tracked it; the first
+ * fault (the write that populates a fresh page, a new or forked process's first touch) is only
+ * counted as a first touch, as the uffd path's FIRST_TOUCH is not heat. For a page in an armed
+ * window a sample is the same fault the uffd path reports (the policy gets both a FAULT and a
+ * SAMPLE for it); outside windows it is what uffd never shows: refaults of pages tierd zapped and
+ * released, faults of pages the kernel unmapped. A page that stays mapped is accessed without
+ * faulting and is not seen here: counts say "touched again since it was last unmapped", not how
+ * often.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -27,7 +30,8 @@ void manager_bpf_start(struct manager *m)
 {
 	struct tierd_bpf_opts o = { .map_entries = m->cfg.bpf_map_entries,
 				    .max_procs = m->cfg.max_clients > BPF_PROCS_MIN ? m->cfg.max_clients
-										     : BPF_PROCS_MIN };
+										     : BPF_PROCS_MIN,
+				    .seen_pages = m->cfg.bpf_seen_pages };
 	int r;
 
 	if (!m->cfg.bpf) {
@@ -62,7 +66,9 @@ void manager_bpf_track(struct manager *m, const struct attachment *a)
 		log_ratelimited(LOG_NOTICE, r,
 				"pid %d seg %" PRIu32 ": its faults are not sampled (%s)",
 				(int)a->client->pid, a->seg->id,
-				r == -ENOSPC ? "too many segments in one process" : strerror(-r));
+				r == -ENOSPC	? "too many segments in one process"
+				: r == -ENOBUFS ? "sampling.bpf_seen_pages is used up"
+						: strerror(-r));
 }
 
 void manager_bpf_untrack(struct manager *m, const struct attachment *a)
@@ -90,7 +96,7 @@ static void on_sample(void *ctx, uint32_t seg_id, uint64_t page, uint64_t count)
 
 void manager_bpf_drain(struct manager *m)
 {
-	uint64_t overflow;
+	struct tierd_bpf_stats st;
 	int r;
 
 	if (!m->bpf)
@@ -98,8 +104,10 @@ void manager_bpf_drain(struct manager *m)
 	r = tierd_bpf_drain(m->bpf, on_sample, m);
 	if (r < 0)
 		log_ratelimited(LOG_WARNING, r, "Draining the eBPF page-fault counts failed: %m");
-	if (tierd_bpf_overflow(m->bpf, &overflow) == 0)
-		m->stats.bpf_overflow = overflow;
+	if (tierd_bpf_stats(m->bpf, &st) == 0) {
+		m->stats.bpf_overflow = st.overflow;
+		m->stats.bpf_first_touch = st.first_touch;
+	}
 }
 
 void manager_bpf_status(const struct manager *m, char *buf, size_t len)
@@ -108,7 +116,7 @@ void manager_bpf_status(const struct manager *m, char *buf, size_t len)
 
 	snprintf(buf, len,
 		 "{\"page_fault\":\"%s%s\",\"samples\":%" PRIu64 ",\"overflow\":%" PRIu64
-		 ",\"unmatched\":%" PRIu64 "}",
+		 ",\"unmatched\":%" PRIu64 ",\"first_touch\":%" PRIu64 "}",
 		 m->bpf ? "on" : "off: ", m->bpf ? "" : m->bpf_off_why, s->bpf_samples, s->bpf_overflow,
-		 s->bpf_unmatched);
+		 s->bpf_unmatched, s->bpf_first_touch);
 }

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The eBPF page-fault counter (bpf/fault.bpf.c) through its loader (daemon/bpf.c), on the real
- * kernel: a page faulted N times is counted N times; faults of another process at the same
- * addresses are not; a map too small for the pages touched counts the rest as overflow; tierd
- * feeds the counts to its status with a real client; and tierd without CAP_BPF/CAP_PERFMON runs
- * on and says why the sampler is off. Needs root and kernel BTF: skipped with the reason
- * otherwise.
+ * kernel: a page's first fault since it was tracked (populating a fresh shmem page) is a first
+ * touch, not a sample; a page faulted N times more is counted N times; faults of another process
+ * at the same addresses are not; tracking a range again starts its pages unseen again; the
+ * first-touch bits run out with -ENOBUFS; a map too small for the pages touched counts the rest
+ * as overflow; tierd feeds the counts to its status with a real client; and tierd without
+ * CAP_BPF/CAP_PERFMON runs on and says why the sampler is off. Needs root and kernel BTF: skipped
+ * with the reason otherwise.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,7 +41,7 @@ struct tally {
 	uint64_t entries, other; /* entries drained; counts of other segments or pages */
 };
 
-/* A configuration that turns the (opt-in) sampler on. */
+/* A configuration that turns the sampler on, whatever the default. */
 static const char *bpf_conf(void)
 {
 	static char path[256];
@@ -63,12 +66,35 @@ static void on_sample(void *ctx, uint32_t seg, uint64_t page, uint64_t count)
 		t->other += count;
 }
 
-/* Exactly one fault per call: the page is dropped, and a write to private anonymous memory
- * allocates a new page in that one fault (no fault-around, no zero page first). */
+/* Exactly one fault per call: the page is dropped from this process's page tables (it stays in
+ * the shmem file), and a write maps it back in that one fault (write faults do no fault-around). */
 static void refault(volatile uint8_t *p)
 {
 	assert_int_equal(madvise((void *)p, PAGE, MADV_DONTNEED), 0);
 	*p = 1;
+}
+
+/* NPAGES of a fresh shmem memfd, mapped shared and not populated: each page's first write
+ * allocates it (a population fault), later MADV_DONTNEED + write are minor faults. */
+static uint8_t *shmem_map(void)
+{
+	int fd = memfd_create("test_bpf", MFD_CLOEXEC);
+	uint8_t *m;
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, NPAGES * PAGE), 0);
+	m = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(m != MAP_FAILED);
+	close(fd);
+	return m;
+}
+
+static uint64_t first_touches(const struct tierd_bpf *b)
+{
+	struct tierd_bpf_stats st;
+
+	assert_int_equal(tierd_bpf_stats(b, &st), 0);
+	return st.first_touch;
 }
 
 static bool can_run(void)
@@ -84,9 +110,9 @@ static bool can_run(void)
 	return true;
 }
 
-static struct tierd_bpf *load(uint32_t entries)
+static struct tierd_bpf *load_seen(uint32_t entries, uint64_t seen_pages)
 {
-	struct tierd_bpf_opts o = { .map_entries = entries, .max_procs = 16 };
+	struct tierd_bpf_opts o = { .map_entries = entries, .max_procs = 16, .seen_pages = seen_pages };
 	struct tierd_bpf *b = NULL;
 	char why[256] = "";
 	int r;
@@ -96,6 +122,84 @@ static struct tierd_bpf *load(uint32_t entries)
 		print_message("tierd_bpf_new: %s\n", why);
 	assert_int_equal(r, 0);
 	return b;
+}
+
+static struct tierd_bpf *load(uint32_t entries)
+{
+	return load_seen(entries, 0);
+}
+
+/* Populating fresh pages is not heat: those faults are first touches; only a page's later faults
+ * are counted. Tracking a range again starts its pages over as unseen. */
+static void test_first_touch(void **state)
+{
+	struct tally t = { 0 };
+	struct tierd_bpf *b;
+	uint64_t ft0, ft;
+	uint8_t *m;
+
+	(void)state;
+	if (!can_run())
+		skip();
+	b = load(1024);
+	m = shmem_map();
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
+	ft0 = first_touches(b);
+	for (unsigned i = 0; i < NPAGES; i++)
+		m[i * PAGE] = 1; /* allocates the page */
+	ft = first_touches(b) - ft0;
+	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 0);
+	print_message("%u fresh pages written: %llu first touches, 0 samples\n", NPAGES,
+		      (unsigned long long)ft);
+	assert_true(ft >= NPAGES && ft <= NPAGES + EPSILON);
+
+	/* Re-accesses: every page dropped and written again, page 3 four times more. */
+	for (unsigned i = 0; i < NPAGES; i++)
+		refault(m + i * PAGE);
+	for (unsigned i = 0; i < 4; i++)
+		refault(m + 3 * PAGE);
+	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), NPAGES);
+	for (unsigned i = 0; i < NPAGES; i++)
+		assert_true(t.count[i] >= (i == 3 ? 5u : 1u) && t.count[i] <= (i == 3 ? 5u : 1u) + EPSILON);
+	assert_int_equal(t.other, 0);
+	assert_true(first_touches(b) - ft0 <= NPAGES + EPSILON);
+
+	/* Tracked again (as a process that attaches anew): its first faults are first touches again,
+	 * even though the pages exist now. */
+	assert_int_equal(tierd_bpf_untrack(b, (uint32_t)getpid(), (uintptr_t)m), 0);
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
+	ft0 = first_touches(b);
+	memset(&t, 0, sizeof(t));
+	refault(m + 7 * PAGE);
+	refault(m + 7 * PAGE);
+	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 1);
+	assert_true(first_touches(b) - ft0 >= 1 && first_touches(b) - ft0 <= 1 + EPSILON);
+	assert_true(t.count[7] >= 1 && t.count[7] <= 1 + EPSILON);
+	munmap(m, NPAGES * PAGE);
+	tierd_bpf_free(b);
+}
+
+/* The first-touch bits are a fixed budget (sampling.bpf_seen_pages): a range that does not fit
+ * is refused with -ENOBUFS, and an untracked range's bits are reused. */
+static void test_seen_budget(void **state)
+{
+	struct tierd_bpf *b;
+	uint32_t me = (uint32_t)getpid();
+
+	(void)state;
+	if (!can_run())
+		skip();
+	b = load_seen(1024, 8192); /* 128 words */
+	assert_int_equal(tierd_bpf_track(b, me, 0x100000, 8193 * (uint64_t)PAGE, 1, PAGE), -ENOBUFS);
+	assert_int_equal(tierd_bpf_track(b, me, 0x100000, 4096 * (uint64_t)PAGE, 1, PAGE), 0);
+	assert_int_equal(tierd_bpf_track(b, me, 0x10000000, 4000 * (uint64_t)PAGE, 2, PAGE), 0);
+	/* 1 word left: 64 pages fit, 65 do not. */
+	assert_int_equal(tierd_bpf_track(b, me, 0x20000000, 65 * (uint64_t)PAGE, 3, PAGE), -ENOBUFS);
+	assert_int_equal(tierd_bpf_track(b, me, 0x20000000, 64 * (uint64_t)PAGE, 3, PAGE), 0);
+	assert_int_equal(tierd_bpf_untrack(b, me, 0x100000), 0);
+	assert_int_equal(tierd_bpf_track(b, 4242, 0x100000, 4096 * (uint64_t)PAGE, 4, PAGE), 0);
+	assert_int_equal(tierd_bpf_track(b, 4242, 0x40000000, PAGE, 5, PAGE), -ENOBUFS);
+	tierd_bpf_free(b);
 }
 
 static void test_count_and_filter(void **state)
@@ -111,10 +215,10 @@ static void test_count_and_filter(void **state)
 	if (!can_run())
 		skip();
 	b = load(1024);
-	m = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(m != MAP_FAILED);
+	m = shmem_map();
 	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
 
+	m[p * PAGE] = 1; /* populates: a first touch */
 	for (unsigned i = 0; i < n; i++)
 		refault(m + p * PAGE);
 	assert_true(tierd_bpf_drain(b, on_sample, &t) >= 1);
@@ -168,8 +272,7 @@ static void test_ranges(void **state)
 	if (!can_run())
 		skip();
 	b = load(1024);
-	m = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(m != MAP_FAILED);
+	m = shmem_map();
 	/* Eight ranges of 8 pages, segment SEG + i: page 3 of range 2 is (SEG + 2, 3). */
 	for (unsigned i = 0; i < 8; i++)
 		assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)(m + i * 8 * PAGE),
@@ -177,6 +280,7 @@ static void test_ranges(void **state)
 	assert_int_equal(tierd_bpf_track(b, 4242, 0, PAGE, 1, PAGE), 0); /* another process */
 	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), 0, PAGE, 99, PAGE), -ENOSPC);
 	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), 0, PAGE, 99, 3000), -EINVAL);
+	m[(2 * 8 + 3) * PAGE] = 1; /* a first touch */
 	for (unsigned i = 0; i < 10; i++)
 		refault(m + (2 * 8 + 3) * PAGE);
 	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 1);
@@ -190,6 +294,7 @@ static void test_overflow(void **state)
 {
 	const uint32_t entries = 16;
 	struct tally t = { 0 };
+	struct tierd_bpf_stats st;
 	uint64_t overflow = 0, sum = 0;
 	struct tierd_bpf *b;
 	uint8_t *m;
@@ -199,14 +304,16 @@ static void test_overflow(void **state)
 	if (!can_run())
 		skip();
 	b = load(entries);
-	m = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(m != MAP_FAILED);
+	m = shmem_map();
 	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
-	/* 64 distinct pages, one fault each, into a map of 16. */
+	for (unsigned i = 0; i < NPAGES; i++)
+		m[i * PAGE] = 1; /* first touches: not counted, not overflow */
+	/* 64 distinct pages, one re-access each, into a map of 16. */
 	for (unsigned i = 0; i < NPAGES; i++)
 		refault(m + i * PAGE);
 	n = tierd_bpf_drain(b, on_sample, &t);
-	assert_int_equal(tierd_bpf_overflow(b, &overflow), 0);
+	assert_int_equal(tierd_bpf_stats(b, &st), 0);
+	overflow = st.overflow;
 	for (unsigned i = 0; i < NPAGES; i++)
 		sum += t.count[i];
 	print_message("%u pages into %u entries: %d drained (%llu faults), overflow %llu\n", NPAGES,
@@ -226,7 +333,7 @@ static void test_tierd_samples(void **state)
 	char *argv[] = { (char *)harness_bin("tests/helpers/tier-client"), "--socket", sock, "--kind",
 			 "shmem", "--threads", "2", "--mib", "16", "--ms", "1500", "--wait-tracked",
 			 "3000", NULL };
-	long long samples, faults;
+	long long samples, faults, first;
 	pid_t d, c;
 
 	(void)state;
@@ -243,12 +350,17 @@ static void test_tierd_samples(void **state)
 	assert_non_null(strstr(js, "\"samplers\":{\"page_fault\":\"on\""));
 	samples = json_int(js, "\"samplers\"", "samples");
 	faults = json_int(js, "\"stats\"", "faults");
-	print_message("client: %lld uffd faults, %lld sampled page faults, overflow %lld\n", faults,
-		      samples, json_int(js, "\"samplers\"", "overflow"));
-	/* Every fault tierd resolved was a page fault of the client in its segment; the counter sees
-	 * those and the client's first touches besides. */
+	first = json_int(js, "\"samplers\"", "first_touch");
+	print_message("client: %lld uffd faults, %lld sampled page faults, %lld first touches, "
+		      "overflow %lld\n",
+		      faults, samples, first, json_int(js, "\"samplers\"", "overflow"));
+	/* Every fault tierd resolved was a page fault of the client in its segment: the counter saw
+	 * it as a sample, or as the page's first fault in the client (one per page at most: the
+	 * client's 16 MiB are 4096 pages, which it populates once). */
 	assert_true(faults > 0);
-	assert_true(samples >= faults);
+	assert_true(first > 0 && first <= 4096 + EPSILON);
+	assert_true(samples + first >= faults);
+	assert_true(samples > 0);
 	assert_int_equal(json_int(js, "\"samplers\"", "overflow"), 0);
 	daemon_stop(d);
 }
@@ -307,6 +419,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_count_and_filter),
+		cmocka_unit_test(test_first_touch),
+		cmocka_unit_test(test_seen_budget),
 		cmocka_unit_test(test_ranges),
 		cmocka_unit_test(test_overflow),
 		cmocka_unit_test(test_tierd_samples),
