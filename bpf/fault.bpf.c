@@ -91,57 +91,73 @@ static bool seen_before(const struct tierd_bpf_range *r, __u64 page)
 	return (__sync_fetch_and_or(w, bit) & bit) != 0;
 }
 
-static void count_page(__u32 seg, __u64 page)
+/* Adds one to map[(seg, page)], or to the stats slot `full` when the map is full. */
+static __always_inline void count_page(void *map, __u32 full, __u32 seg, __u64 page)
 {
 	struct tierd_bpf_page_key key = { .seg = seg, .page = page };
 	__u64 one = 1, *v;
 	long err;
 
-	v = bpf_map_lookup_elem(&counts, &key);
+	v = bpf_map_lookup_elem(map, &key);
 	if (v) {
 		__sync_fetch_and_add(v, 1);
 		return;
 	}
-	err = bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST);
+	err = bpf_map_update_elem(map, &key, &one, BPF_NOEXIST);
 	if (err == -17 /* EEXIST: another CPU inserted it meanwhile */) {
-		v = bpf_map_lookup_elem(&counts, &key);
+		v = bpf_map_lookup_elem(map, &key);
 		if (v) {
 			__sync_fetch_and_add(v, 1);
 			return;
 		}
 	}
 	if (err)
-		stat_add(TIERD_BPF_STAT_OVERFLOW);
+		stat_add(full);
 }
 
-SEC("tp_btf/page_fault_user")
-int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsigned long error_code)
+/* The range of the current process (a tracked one, in tierd's pid namespace) that holds
+ * `address`, and the page there; NULL when none does. */
+static __always_inline struct tierd_bpf_range *find_range(__u64 address, __u64 *page, bool *tracked)
 {
 	struct bpf_pidns_info ns;
 	struct tierd_bpf_proc *p;
 	__u32 tgid;
 
+	*tracked = false;
 	/* Fails for a task whose pid namespace is not tierd's: it cannot be one of its clients
 	 * (a client in a namespace nested below tierd's is not counted either). */
 	if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
-		return 0;
+		return NULL;
 	tgid = ns.tgid;
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (!p)
-		return 0;
+		return NULL;
+	*tracked = true;
 	for (int i = 0; i < TIERD_BPF_MAX_RANGES; i++) {
 		struct tierd_bpf_range *r = &p->ranges[i];
 
 		/* Unsigned: an address below start wraps and fails the test too. */
 		if (address - r->start < r->length) {
-			__u64 page = (address - r->start) >> (r->page_shift & 63);
-
-			if (seen_before(r, page))
-				count_page(r->seg, page);
-			else
-				stat_add(TIERD_BPF_STAT_FIRST_TOUCH);
-			break;
+			*page = (address - r->start) >> (r->page_shift & 63);
+			return r;
 		}
 	}
+	return NULL;
+}
+
+SEC("tp_btf/page_fault_user")
+int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsigned long error_code)
+{
+	struct tierd_bpf_range *r;
+	bool tracked;
+	__u64 page;
+
+	r = find_range(address, &page, &tracked);
+	if (!r)
+		return 0;
+	if (seen_before(r, page))
+		count_page(&counts, TIERD_BPF_STAT_OVERFLOW, r->seg, page);
+	else
+		stat_add(TIERD_BPF_STAT_FIRST_TOUCH);
 	return 0;
 }

@@ -45,6 +45,22 @@ struct tierd_bpf_page_key {
 	__u64 page;
 };
 
+/* Migration outcomes (bpf/migrate.bpf.c): one slot per `enum migrate_reason` value (MR_*; the
+ * names come from the kernel's BTF), the last slot also for any value beyond. */
+#define TIERD_BPF_MIGRATE_REASONS 16
+
+/* Value of the per-CPU `outcomes` array: the sums of mm_migrate_pages' fields over its calls. */
+struct tierd_bpf_migrate {
+	__u64 calls;
+	__u64 succeeded;
+	__u64 failed;
+	__u64 thp_succeeded;
+	__u64 thp_failed;
+	__u64 thp_split;
+	__u64 large_folio_split; /* 0 on kernels whose tracepoint lacks the field */
+};
+
+_Static_assert(sizeof(struct tierd_bpf_migrate) == 56, "tierd_bpf_migrate layout");
 _Static_assert(sizeof(struct tierd_bpf_range) == 32, "tierd_bpf_range layout");
 _Static_assert(sizeof(struct tierd_bpf_proc) == 32 * TIERD_BPF_MAX_RANGES, "tierd_bpf_proc layout");
 _Static_assert(sizeof(struct tierd_bpf_page_key) == 16, "tierd_bpf_page_key layout");

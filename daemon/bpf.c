@@ -16,12 +16,13 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "bpf.h"
 #include "log.h"
 #include "tierd.bpf.h"
-#include "fault.skel.h"
+#include "samplers.skel.h"
 
 #define VMLINUX_BTF "/sys/kernel/btf/vmlinux"
 
@@ -36,7 +37,7 @@ struct seen_extent {
 };
 
 struct tierd_bpf {
-	struct fault_bpf *skel;
+	struct samplers_bpf *skel;
 	int counts_fd, procs_fd, stats_fd;
 	uint32_t map_entries;
 	struct tierd_bpf_page_key *keys; /* map_entries keys and counts: one drain's worth */
@@ -48,6 +49,15 @@ struct tierd_bpf {
 	uint64_t seen_words;
 	struct seen_extent *ext; /* the ranges' words, unordered; n_ext used of cap_ext */
 	size_t n_ext, cap_ext;
+	/* The migration-outcome counter: on, or why not (migrate_why). */
+	bool migrate_on;
+	char migrate_why[192];
+	int outcomes_fd;
+	struct tierd_bpf_migrate *mpercpu; /* ncpus values of one outcomes slot */
+	/* Names of enum migrate_reason's values from the kernel's BTF ("syscall" for MR_SYSCALL),
+	 * read the first time a reason is seen; empty where this kernel has none. */
+	bool reasons_read;
+	char reason[TIERD_BPF_MIGRATE_REASONS][24];
 };
 
 /* libbpf reports through one process-wide callback with no context: route it to our log at debug
@@ -73,7 +83,8 @@ struct tierd_bpf *tierd_bpf_free(struct tierd_bpf *b)
 		return NULL;
 	if (b->seen)
 		munmap(b->seen, b->seen_bytes);
-	fault_bpf__destroy(b->skel);
+	samplers_bpf__destroy(b->skel);
+	free(b->mpercpu);
 	free(b->ext);
 	free(b->keys);
 	free(b->values);
@@ -110,6 +121,47 @@ static int preflight(struct stat *pidns, char *why, size_t whylen)
 	return 0;
 }
 
+/* Opens the object, sizes its maps, sets its knobs and loads it; `migrate`: with the
+ * migration-outcome program. On failure the object is gone again and `why` says what failed. */
+static int open_load(struct tierd_bpf *b, const struct tierd_bpf_opts *o, const struct stat *ns,
+		     bool migrate, char *why, size_t whylen)
+{
+	int r;
+
+	b->skel = samplers_bpf__open();
+	if (!b->skel) {
+		r = -errno;
+		snprintf(why, whylen, "opening the BPF object failed: %s", strerror(-r));
+		return r;
+	}
+	/* Sizes are fixed at load: a preallocated hash never allocates in the fault path. */
+	r = bpf_map__set_max_entries(b->skel->maps.counts, o->map_entries);
+	if (r == 0)
+		r = bpf_map__set_max_entries(b->skel->maps.procs, o->max_procs);
+	if (r == 0)
+		r = bpf_map__set_max_entries(b->skel->maps.seen, (uint32_t)b->seen_words);
+	if (r == 0 && !migrate)
+		r = bpf_program__set_autoload(b->skel->progs.mm_migrate_pages, false);
+	if (r < 0) {
+		snprintf(why, whylen, "sizing the maps failed: %s", strerror(-r));
+		goto fail;
+	}
+	/* Knobs are read-only data, fixed before load: the verifier sees them as constants. */
+	b->skel->rodata->pidns_dev = (uint64_t)ns->st_dev;
+	b->skel->rodata->pidns_ino = (uint64_t)ns->st_ino;
+	b->skel->rodata->self_tgid = (uint32_t)getpid();
+	r = samplers_bpf__load(b->skel);
+	if (r < 0) {
+		snprintf(why, whylen, "loading the BPF programs failed: %s%s", strerror(-r), perm_hint(r));
+		goto fail;
+	}
+	return 0;
+fail:
+	samplers_bpf__destroy(b->skel);
+	b->skel = NULL;
+	return r;
+}
+
 int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *why, size_t whylen)
 {
 	struct tierd_bpf *b;
@@ -142,45 +194,45 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 		goto fail;
 	}
 	b->percpu = calloc((size_t)b->ncpus, sizeof(*b->percpu));
+	b->mpercpu = calloc((size_t)b->ncpus, sizeof(*b->mpercpu));
 	b->seen_words = (seen_pages + 63) / 64;
 	b->cap_ext = (size_t)o->max_procs * TIERD_BPF_MAX_RANGES;
 	b->ext = calloc(b->cap_ext, sizeof(*b->ext));
-	if (!b->keys || !b->values || !b->percpu || !b->ext) {
+	if (!b->keys || !b->values || !b->percpu || !b->mpercpu || !b->ext) {
 		r = -ENOMEM;
 		snprintf(why, whylen, "out of memory");
 		goto fail;
 	}
 
-	b->skel = fault_bpf__open();
-	if (!b->skel) {
+	/* With the migration counter first; a kernel that refuses it (its tracepoint missing or
+	 * changed beyond what the program reads) still gets the samplers. */
+	r = open_load(b, o, &ns, true, why, whylen);
+	if (r < 0) {
+		char first[192];
+
+		snprintf(first, sizeof(first), "%s", why);
+		r = open_load(b, o, &ns, false, why, whylen);
+		if (r < 0)
+			goto fail;
+		snprintf(b->migrate_why, sizeof(b->migrate_why), "%s", first);
+	}
+	b->skel->links.page_fault_user = bpf_program__attach(b->skel->progs.page_fault_user);
+	if (!b->skel->links.page_fault_user) {
 		r = -errno;
-		snprintf(why, whylen, "opening the BPF object failed: %s", strerror(-r));
-		goto fail;
-	}
-	/* Sizes are fixed at load: a preallocated hash never allocates in the fault path. */
-	r = bpf_map__set_max_entries(b->skel->maps.counts, o->map_entries);
-	if (r == 0)
-		r = bpf_map__set_max_entries(b->skel->maps.procs, o->max_procs);
-	if (r == 0)
-		r = bpf_map__set_max_entries(b->skel->maps.seen, (uint32_t)b->seen_words);
-	if (r < 0) {
-		snprintf(why, whylen, "sizing the maps failed: %s", strerror(-r));
-		goto fail;
-	}
-	/* Knobs are read-only data, fixed before load: the verifier sees them as constants. */
-	b->skel->rodata->pidns_dev = (uint64_t)ns.st_dev;
-	b->skel->rodata->pidns_ino = (uint64_t)ns.st_ino;
-	r = fault_bpf__load(b->skel);
-	if (r < 0) {
-		snprintf(why, whylen, "loading the BPF program failed: %s%s", strerror(-r), perm_hint(r));
-		goto fail;
-	}
-	r = fault_bpf__attach(b->skel);
-	if (r < 0) {
 		snprintf(why, whylen, "attaching tp_btf/page_fault_user was refused: %s%s", strerror(-r),
 			 perm_hint(r));
 		goto fail;
 	}
+	if (!b->migrate_why[0]) {
+		b->skel->links.mm_migrate_pages = bpf_program__attach(b->skel->progs.mm_migrate_pages);
+		if (b->skel->links.mm_migrate_pages)
+			b->migrate_on = true;
+		else
+			snprintf(b->migrate_why, sizeof(b->migrate_why),
+				 "attaching tp_btf/mm_migrate_pages was refused: %s%s", strerror(errno),
+				 perm_hint(-errno));
+	}
+	b->outcomes_fd = bpf_map__fd(b->skel->maps.outcomes);
 	b->counts_fd = bpf_map__fd(b->skel->maps.counts);
 	b->procs_fd = bpf_map__fd(b->skel->maps.procs);
 	b->stats_fd = bpf_map__fd(b->skel->maps.stats);
@@ -298,7 +350,7 @@ int tierd_bpf_untrack(struct tierd_bpf *b, uint32_t tgid, uint64_t start)
 	return 0;
 }
 
-int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)
+static int drain_map(struct tierd_bpf *b, int fd, uint32_t entries, tierd_bpf_sample_fn fn, void *ctx)
 {
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
 	uint32_t token = 0, n = 0;
@@ -308,10 +360,10 @@ int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)
 	 * syscalls per epoch, where a lookup-and-delete per entry cost two syscalls per page (tens
 	 * of thousands per epoch under load). Loses at most a fault that races its entry's delete
 	 * (the program already held the value's address): the ε of the tests. */
-	while (!done && n < b->map_entries) {
-		uint32_t count = b->map_entries - n;
+	while (!done && n < entries) {
+		uint32_t count = entries - n;
 
-		if (bpf_map_lookup_and_delete_batch(b->counts_fd, first ? NULL : &token, &token,
+		if (bpf_map_lookup_and_delete_batch(fd, first ? NULL : &token, &token,
 						    b->keys + n, b->values + n, &count, &opts) < 0) {
 			/* ENOENT: the last buckets, count says what they held. Anything else
 			 * (ENOSPC: a bucket refilled meanwhile outgrew the room left) ends this
@@ -326,6 +378,11 @@ int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)
 	for (uint32_t i = 0; i < n; i++)
 		fn(ctx, b->keys[i].seg, b->keys[i].page, b->values[i]);
 	return (int)n;
+}
+
+int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)
+{
+	return drain_map(b, b->counts_fd, b->map_entries, fn, ctx);
 }
 
 static int stat_sum(const struct tierd_bpf *b, uint32_t idx, uint64_t *ret)
@@ -344,6 +401,79 @@ int tierd_bpf_stats(const struct tierd_bpf *b, struct tierd_bpf_stats *ret)
 {
 	int r = stat_sum(b, TIERD_BPF_STAT_OVERFLOW, &ret->overflow);
 
-	return r < 0 ? r : stat_sum(b, TIERD_BPF_STAT_FIRST_TOUCH, &ret->first_touch);
+	if (r == 0)
+		r = stat_sum(b, TIERD_BPF_STAT_FIRST_TOUCH, &ret->first_touch);
+	return r;
 }
 
+/* ---- migration outcomes (bpf/migrate.bpf.c) ---------------------------------------------------- */
+
+/* The reasons' names as this kernel numbers them: the enum has grown (MR_DEMOTION, MR_DAMON) and
+ * may again. Read once, when a name is first asked for (parsing the kernel's BTF costs ~10 ms;
+ * tierd asks only for reasons it has seen, and on one node it never migrates). Best effort: a name missing here is reported by number. */
+static void reason_names(struct tierd_bpf *b)
+{
+	struct btf *btf;
+	const struct btf_type *t;
+	int id;
+
+	b->reasons_read = true;
+	btf = btf__load_vmlinux_btf();
+	if (!btf)
+		return;
+	id = btf__find_by_name_kind(btf, "migrate_reason", BTF_KIND_ENUM);
+	t = id > 0 ? btf__type_by_id(btf, (uint32_t)id) : NULL;
+	for (int i = 0; t && i < btf_vlen(t); i++) {
+		const struct btf_enum *e = btf_enum(t) + i;
+		const char *name = btf__name_by_offset(btf, e->name_off);
+		size_t k;
+
+		/* MR_TYPES is the enum's count, not a reason. */
+		if (!name || e->val < 0 || e->val >= TIERD_BPF_MIGRATE_REASONS - 1 || !strcmp(name, "MR_TYPES"))
+			continue;
+		if (!strncmp(name, "MR_", 3))
+			name += 3;
+		for (k = 0; name[k] && k + 1 < sizeof(b->reason[0]); k++)
+			b->reason[e->val][k] = (char)(name[k] >= 'A' && name[k] <= 'Z' ? name[k] - 'A' + 'a'
+									    : name[k]);
+		b->reason[e->val][k] = '\0';
+	}
+	btf__free(btf);
+}
+
+const char *tierd_bpf_migrate_status(const struct tierd_bpf *b)
+{
+	return b->migrate_on ? NULL : b->migrate_why;
+}
+
+int tierd_bpf_migrate_read(struct tierd_bpf *b, struct tierd_kmig out[TIERD_BPF_MIGRATE_REASONS])
+{
+	memset(out, 0, TIERD_BPF_MIGRATE_REASONS * sizeof(*out));
+	if (!b->migrate_on)
+		return 0;
+	for (uint32_t r = 0; r < TIERD_BPF_MIGRATE_REASONS; r++) {
+		struct tierd_kmig *s = &out[r];
+
+		if (bpf_map_lookup_elem(b->outcomes_fd, &r, b->mpercpu) < 0)
+			return -errno;
+		for (int c = 0; c < b->ncpus; c++) {
+			const struct tierd_bpf_migrate *v = &b->mpercpu[c];
+
+			s->calls += v->calls;
+			s->succeeded += v->succeeded;
+			s->failed += v->failed;
+			s->thp_succeeded += v->thp_succeeded;
+			s->thp_failed += v->thp_failed;
+			s->thp_split += v->thp_split;
+			s->large_folio_split += v->large_folio_split;
+		}
+	}
+	return 0;
+}
+
+const char *tierd_bpf_migrate_reason(struct tierd_bpf *b, unsigned reason)
+{
+	if (!b->reasons_read)
+		reason_names(b);
+	return reason < TIERD_BPF_MIGRATE_REASONS && b->reason[reason][0] ? b->reason[reason] : NULL;
+}

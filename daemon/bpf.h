@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tierd.bpf.h"
+
 struct tierd_bpf;
 
 struct tierd_bpf_opts {
@@ -50,5 +52,23 @@ int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx);
 /* The kernel-side counters since load. Returns 0 or a negative errno. */
 int tierd_bpf_stats(const struct tierd_bpf *b, struct tierd_bpf_stats *ret);
 
+/* Migration outcomes: what migrate_pages() reported for tierd's own calls (move_pages(2),
+ * mbind(2)), summed per reason (bpf/migrate.bpf.c, loaded and attached with the samplers by
+ * tierd_bpf_new(); a kernel that refuses that program still gets the samplers). */
+
+/* The sums for one reason (the fields of migrate:mm_migrate_pages; calls: how many). */
+struct tierd_kmig {
+	uint64_t calls, succeeded, failed, thp_succeeded, thp_failed, thp_split, large_folio_split;
+};
+
+/* NULL when the migration counter runs, else why not. */
+const char *tierd_bpf_migrate_status(const struct tierd_bpf *b);
+/* The sums since load, one per reason (index: the kernel's enum migrate_reason value; the last
+ * also holds any larger value); all zero while the counter is off. Returns 0 or a negative
+ * errno. */
+int tierd_bpf_migrate_read(struct tierd_bpf *b, struct tierd_kmig out[TIERD_BPF_MIGRATE_REASONS]);
+/* The name of a reason as this kernel's BTF spells it, lower case without MR_ ("syscall"); NULL
+ * when unknown (the caller names it by number). The first call reads the kernel's BTF. */
+const char *tierd_bpf_migrate_reason(struct tierd_bpf *b, unsigned reason);
 
 #endif

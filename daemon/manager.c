@@ -484,7 +484,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 	size_t cap = sizeof(buf) - sizeof(*hdr) - 64, len = 0;
 	const struct manager_stats *s = &m->stats;
 	bool first = true, cut = false;
-	char policy_js[700], samplers_js[400];
+	char policy_js[700], samplers_js[4096];
 	unsigned nlisted;
 
 	manager_policy_status(m, policy_js, sizeof(policy_js));
@@ -1083,7 +1083,7 @@ struct manager *manager_free(struct manager *m)
 	if (m->epfd >= 0)
 		close(m->epfd);
 	manager_record_stop(m);
-	m->bpf = tierd_bpf_free(m->bpf);
+	manager_bpf_stop(m);
 	manager_policy_flush(m);
 	policy_close(m->policy);
 	if (m->decision_log)

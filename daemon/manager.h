@@ -14,6 +14,7 @@
 
 #include "migrate.h"
 #include "segment.h"
+#include "bpf.h"
 #include "tiers.h"
 #include "tierd/policy.h"
 #include "tierd/proto.h"
@@ -222,6 +223,8 @@ struct manager {
 	/* The eBPF samplers (bpf.c): NULL when off, and then bpf_off_why says why. */
 	struct tierd_bpf *bpf;
 	char bpf_off_why[192];
+	/* The migration-outcome counter's sums per reason (bpf.c) as of the last epoch. */
+	struct tierd_kmig kmig[TIERD_BPF_MIGRATE_REASONS];
 	/* Objects that died during an epoll batch are freed after the batch. */
 	struct client *graveyard;
 	struct attachment *graveyard_attachments;
@@ -305,10 +308,17 @@ void manager_bpf_start(struct manager *m);
 /* The attachment's mapping is counted from now on / no more. */
 void manager_bpf_track(struct manager *m, const struct attachment *a);
 void manager_bpf_untrack(struct manager *m, const struct attachment *a);
-/* Turns the counts of the last epoch into TIERD_EV_SAMPLE events for the policy. */
+/* Turns the counts of the last epoch into TIERD_EV_SAMPLE events for the policy, and reads the
+ * kernel's migration outcomes. */
 void manager_bpf_drain(struct manager *m);
-/* The "samplers" object of the status JSON. */
+/* The "samplers" object of the status JSON, then ,"kernel_migrations":{…}. */
 void manager_bpf_status(const struct manager *m, char *buf, size_t len);
+/* Stops and frees the eBPF programs. */
+void manager_bpf_stop(struct manager *m);
+/* The name of a migrate_reason (its number when the kernel has none): a static buffer. */
+const char *manager_bpf_reason(const struct manager *m, unsigned reason);
+/* The kernel's migration outcomes summed over reasons (all zero while off). */
+struct tierd_kmig manager_bpf_kmig_total(const struct manager *m);
 
 /* attach.c */
 int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_attach *msg, int memfd,

@@ -140,6 +140,15 @@ static int cmd_status(struct json_object *st)
 		       str(get(st, "samplers"), "page_fault"), (long long)num(get(st, "samplers"), "samples"),
 		       (long long)num(get(st, "samplers"), "overflow"),
 		       (long long)num(get(st, "samplers"), "first_touch"));
+	if (get(st, "kernel_migrations")) {
+		struct json_object *k = get(st, "kernel_migrations");
+
+		printf("kernel migrations for tierd: %s (%lld calls, %lld pages succeeded, %lld failed, "
+		       "%lld THP split)\n",
+		       str(get(st, "samplers"), "migrate"), (long long)num(k, "calls"),
+		       (long long)num(k, "succeeded"), (long long)num(k, "failed"),
+		       (long long)num(k, "thp_split"));
+	}
 	return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <numaif.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -326,6 +327,48 @@ static void test_overflow(void **state)
 	tierd_bpf_free(b);
 }
 
+/* The migration-outcome counter loads and names the kernel's reasons. On this one-node host a
+ * move_pages(2) to the node the pages are on migrates nothing and never calls migrate_pages(), so
+ * the tracepoint does not fire: what it counts is tested where pages move (tests/vm/test_kmig.c,
+ * tests/vm/test_migrate.c). */
+static void test_migrate_loads(void **state)
+{
+	struct tierd_kmig k[TIERD_BPF_MIGRATE_REASONS];
+	struct tierd_bpf *mg;
+	void *pages[NPAGES];
+	int nodes[NPAGES], status[NPAGES];
+	uint64_t calls = 0;
+	bool syscall = false;
+	uint8_t *m;
+
+	(void)state;
+	if (!can_run())
+		skip();
+	mg = load(64);
+	assert_null(tierd_bpf_migrate_status(mg));
+	for (unsigned r = 0; r < TIERD_BPF_MIGRATE_REASONS; r++) {
+		const char *n = tierd_bpf_migrate_reason(mg, r);
+
+		syscall |= n && !strcmp(n, "syscall");
+	}
+	assert_true(syscall);
+	m = shmem_map();
+	memset(m, 1, NPAGES * PAGE);
+	for (unsigned i = 0; i < NPAGES; i++) {
+		pages[i] = m + i * PAGE;
+		nodes[i] = 0;
+	}
+	assert_int_equal(move_pages(0, NPAGES, pages, nodes, status, MPOL_MF_MOVE), 0);
+	assert_int_equal(tierd_bpf_migrate_read(mg, k), 0);
+	for (unsigned r = 0; r < TIERD_BPF_MIGRATE_REASONS; r++)
+		calls += k[r].calls;
+	print_message("move_pages of %u pages to node 0, where they are: %llu migrate_pages calls "
+		      "seen (none expected: nothing to migrate)\n",
+		      NPAGES, (unsigned long long)calls);
+	munmap(m, NPAGES * PAGE);
+	tierd_bpf_free(mg);
+}
+
 /* tierd with a real client: the client's faults reach the status as samples. */
 static void test_tierd_samples(void **state)
 {
@@ -348,6 +391,9 @@ static void test_tierd_samples(void **state)
 	msleep(200); /* an epoch drains what the client's last faults left */
 	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
 	assert_non_null(strstr(js, "\"samplers\":{\"page_fault\":\"on\""));
+	/* The migration counter runs too; one node: tierd moves nothing, the kernel reports nothing. */
+	assert_non_null(strstr(js, "\"migrate\":\"on\""));
+	assert_int_equal(json_int(js, "\"kernel_migrations\"", "calls"), 0);
 	samples = json_int(js, "\"samplers\"", "samples");
 	faults = json_int(js, "\"stats\"", "faults");
 	first = json_int(js, "\"samplers\"", "first_touch");
@@ -401,6 +447,9 @@ static void test_no_privilege(void **state)
 	assert_non_null(off);
 	print_message("%.120s\n", off);
 	assert_non_null(strstr(off, "CAP_BPF"));
+	off = strstr(js, "\"migrate\":\"off: ");
+	assert_non_null(off);
+	assert_non_null(strstr(off, "CAP_BPF"));
 	/* And it tracks with faults alone. */
 	c = spawn_out(cargv, cout, NULL);
 	assert_int_equal(wait_exit(c, 30000), 0);
@@ -410,9 +459,9 @@ static void test_no_privilege(void **state)
 	assert_int_equal(daemon_stop(d), 0);
 	/* Logged once, at start. */
 	assert_true(read_text(out, text, sizeof(text)) > 0);
-	off = strstr(text, "eBPF sampler page_fault is off");
+	off = strstr(text, "eBPF sampler page_fault and counter migrate are off");
 	assert_non_null(off);
-	assert_null(strstr(off + 1, "eBPF sampler page_fault is off"));
+	assert_null(strstr(off + 1, "eBPF sampler page_fault and counter migrate are off"));
 }
 
 int main(void)
@@ -423,6 +472,7 @@ int main(void)
 		cmocka_unit_test(test_seen_budget),
 		cmocka_unit_test(test_ranges),
 		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_migrate_loads),
 		cmocka_unit_test(test_tierd_samples),
 		cmocka_unit_test(test_no_privilege),
 	};
