@@ -79,7 +79,7 @@ SIM_SRC    := policy/sim.c
 DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
               daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c daemon/config.c \
               daemon/policyd.c daemon/record.c daemon/metrics.c daemon/events.c daemon/syscheck.c \
-              daemon/bpf.c daemon/sampler.c $(POLICY_SRC)
+              daemon/bpf.c daemon/sampler.c daemon/perfsel.c $(POLICY_SRC)
 LIBTIER_SRC := lib/libtier.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -141,10 +141,10 @@ $(BPF_FB)/samplers.bpf.o: $(patsubst %,$(BPF_FB)/%.bpf.o,$(BPF_PROGS))
 $(BPF_FB)/samplers.skel.h: $(BPF_FB)/samplers.bpf.o
 	$(call say,GENSKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name samplers_bpf >$@
-$(BPF_FB)/bpf.o: daemon/bpf.c daemon/bpf.h bpf/tierd.bpf.h $(BPF_FB)/samplers.skel.h
+$(BPF_FB)/bpf.o: daemon/bpf.c daemon/bpf.h daemon/perfsel.h bpf/tierd.bpf.h $(BPF_FB)/samplers.skel.h
 	$(call say,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -I$(BPF_FB) $(CFLAGS) -c -o $@ $<
-$(BPF_FB)/test_bpf: $(call obj,tests/kernel/test_bpf.c tests/lib/harness.c daemon/log.c) $(BPF_FB)/bpf.o \
+$(BPF_FB)/test_bpf: $(call obj,tests/kernel/test_bpf.c tests/lib/harness.c daemon/log.c daemon/perfsel.c) $(BPF_FB)/bpf.o \
 		$(LIBTIER_A)
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread $(LIBS_BPF) $(LIBS_D) -lnuma
@@ -238,7 +238,7 @@ $(BUILD)/tests/fuzz/fuzz_%: $(call obj,tests/fuzz/fuzz_%.c) $(BUILD)/obj/tests/f
 
 # Unit tests link the daemon's pure modules directly.
 UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c daemon/migrate.c daemon/tiers.c \
-	daemon/config.c daemon/syscheck.c $(POLICY_SRC) $(SIM_SRC) $(COMMON_SRC))
+	daemon/config.c daemon/syscheck.c daemon/perfsel.c $(POLICY_SRC) $(SIM_SRC) $(COMMON_SRC))
 $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)
@@ -256,7 +256,7 @@ $(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBT
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread $(LDLIBS_EXTRA)
 
 # test_bpf drives the loader directly.
-$(BUILD)/tests/kernel/test_bpf: $(call obj,daemon/bpf.c daemon/log.c)
+$(BUILD)/tests/kernel/test_bpf: $(call obj,daemon/bpf.c daemon/log.c daemon/perfsel.c)
 $(BUILD)/tests/kernel/test_bpf: LDLIBS_EXTRA := $(LIBS_BPF) $(LIBS_D) -lnuma
 
 # test_tierctl parses tierctl's JSON with json-c.

@@ -13,6 +13,12 @@
  * is counted is a re-access: a fault on a page the process had mapped and lost since (tierd's
  * zaps, the kernel unmapping it). Faults, not accesses: a page that stays mapped is touched for
  * free and not seen.
+ *
+ * The perf_event sampler (perf_sample, below) is the source for accesses to mapped pages: tierd
+ * attaches it to a per-CPU sampling event (PEBS mem-loads, IBS ops, or the software page-fault
+ * event: daemon/perfsel.c); a sample's data address in a tracked range adds one to
+ * `perf_counts[(segment, page)]`, drained like `counts`. Samples are accesses, not faults: no
+ * first-touch filter.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -47,6 +53,15 @@ struct {
 	__type(key, struct tierd_bpf_page_key);
 	__type(value, __u64);
 } counts SEC(".maps");
+
+/* (segment, page) → perf_event samples since the last drain; sized by the loader (1 entry when
+ * the perf sampler is not wanted). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tierd_bpf_page_key);
+	__type(value, __u64);
+} perf_counts SEC(".maps");
 
 /* One bit per page of every tracked range ("faulted since tracked"), 64 pages a word; the loader
  * hands each range its own words (zeroed) and sizes the array from the configuration
@@ -159,5 +174,22 @@ int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsig
 		count_page(&counts, TIERD_BPF_STAT_OVERFLOW, r->seg, page);
 	else
 		stat_add(TIERD_BPF_STAT_FIRST_TOUCH);
+	return 0;
+}
+
+SEC("perf_event")
+int perf_sample(struct bpf_perf_event_data *ctx)
+{
+	struct tierd_bpf_range *r;
+	bool tracked;
+	__u64 page;
+
+	/* The sampled data address (PERF_SAMPLE_ADDR): a load's for PEBS and IBS, the faulting
+	 * address for the software page-fault event; 0 when the sample has none. */
+	r = find_range(ctx->addr, &page, &tracked);
+	if (r)
+		count_page(&perf_counts, TIERD_BPF_STAT_PERF_OVERFLOW, r->seg, page);
+	else if (tracked)
+		stat_add(TIERD_BPF_STAT_PERF_OTHER);
 	return 0;
 }

@@ -35,7 +35,9 @@ struct tierd_bpf_proc {
 enum tierd_bpf_stat {
 	TIERD_BPF_STAT_OVERFLOW = 0,    /* re-access faults that found `counts` full */
 	TIERD_BPF_STAT_FIRST_TOUCH = 1, /* a page's first fault in a process since it was tracked */
-	TIERD_BPF_NSTATS = 2,
+	TIERD_BPF_STAT_PERF_OVERFLOW = 2, /* perf_event samples that found `perf_counts` full */
+	TIERD_BPF_STAT_PERF_OTHER = 3,  /* perf_event samples of tracked processes outside their ranges */
+	TIERD_BPF_NSTATS = 4,
 };
 
 /* Key of the `counts` map; its value is a __u64 count of faults since the last drain. */

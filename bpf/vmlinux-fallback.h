@@ -54,6 +54,14 @@ struct bpf_pidns_info {
 /* Opaque to the programs: only passed around (BPF_PROG's argument list). */
 struct pt_regs;
 
+/* uapi/linux/bpf_perf_event.h: the perf_event program's context. Its first member (the
+ * registers, bpf_user_pt_regs_t) is arch-specific and not read here; the offset of the one field
+ * read, addr, is a CO-RE relocation against the kernel's own definition. */
+struct bpf_perf_event_data {
+	__u64 sample_period;
+	__u64 addr;
+} __attribute__((preserve_access_index));
+
 /* include/trace/events/migrate.h: the record of migrate:mm_migrate_pages. Only field existence
  * is asked (bpf_core_field_exists), to know how many arguments the tp_btf prototype has. */
 struct trace_event_raw_mm_migrate_pages {

@@ -6,13 +6,16 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/perf_event.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -21,6 +24,7 @@
 
 #include "bpf.h"
 #include "log.h"
+#include "perfsel.h"
 #include "tierd.bpf.h"
 #include "samplers.skel.h"
 
@@ -49,6 +53,11 @@ struct tierd_bpf {
 	uint64_t seen_words;
 	struct seen_extent *ext; /* the ranges' words, unordered; n_ext used of cap_ext */
 	size_t n_ext, cap_ext;
+	int perf_counts_fd;
+	uint32_t perf_entries;       /* perf_counts' size (1 when no perf sampler is wanted) */
+	struct bpf_link **perf_links; /* one per online CPU the event is open on */
+	int *perf_fds;
+	int n_perf;
 	/* The migration-outcome counter: on, or why not (migrate_why). */
 	bool migrate_on;
 	char migrate_why[192];
@@ -77,12 +86,27 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	return 0;
 }
 
+static void perf_close(struct tierd_bpf *b)
+{
+	for (int i = 0; i < b->n_perf; i++) {
+		bpf_link__destroy(b->perf_links[i]);
+		if (b->perf_fds[i] >= 0)
+			close(b->perf_fds[i]);
+	}
+	free(b->perf_links);
+	free(b->perf_fds);
+	b->perf_links = NULL;
+	b->perf_fds = NULL;
+	b->n_perf = 0;
+}
+
 struct tierd_bpf *tierd_bpf_free(struct tierd_bpf *b)
 {
 	if (!b)
 		return NULL;
 	if (b->seen)
 		munmap(b->seen, b->seen_bytes);
+	perf_close(b);
 	samplers_bpf__destroy(b->skel);
 	free(b->mpercpu);
 	free(b->ext);
@@ -140,6 +164,8 @@ static int open_load(struct tierd_bpf *b, const struct tierd_bpf_opts *o, const 
 		r = bpf_map__set_max_entries(b->skel->maps.procs, o->max_procs);
 	if (r == 0)
 		r = bpf_map__set_max_entries(b->skel->maps.seen, (uint32_t)b->seen_words);
+	if (r == 0)
+		r = bpf_map__set_max_entries(b->skel->maps.perf_counts, b->perf_entries);
 	if (r == 0 && !migrate)
 		r = bpf_program__set_autoload(b->skel->progs.mm_migrate_pages, false);
 	if (r < 0) {
@@ -185,8 +211,12 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 	if (!b)
 		return -ENOMEM;
 	b->map_entries = o->map_entries;
-	b->keys = calloc(o->map_entries, sizeof(*b->keys));
-	b->values = calloc(o->map_entries, sizeof(*b->values));
+	b->perf_entries = o->perf_map_entries ? o->perf_map_entries : 1;
+	/* One drain's worth of keys and counts, for whichever map is drained. */
+	b->keys = calloc(o->map_entries > b->perf_entries ? o->map_entries : b->perf_entries,
+			 sizeof(*b->keys));
+	b->values = calloc(o->map_entries > b->perf_entries ? o->map_entries : b->perf_entries,
+			   sizeof(*b->values));
 	b->ncpus = libbpf_num_possible_cpus();
 	if (b->ncpus <= 0) {
 		r = b->ncpus < 0 ? b->ncpus : -EINVAL;
@@ -236,6 +266,7 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 	b->counts_fd = bpf_map__fd(b->skel->maps.counts);
 	b->procs_fd = bpf_map__fd(b->skel->maps.procs);
 	b->stats_fd = bpf_map__fd(b->skel->maps.stats);
+	b->perf_counts_fd = bpf_map__fd(b->skel->maps.perf_counts);
 	/* The first-touch bits are zeroed by tierd when it hands a range its words: a plain memset
 	 * on the mapped array instead of a syscall per word. */
 	b->seen_bytes = (size_t)b->seen_words * sizeof(uint64_t);
@@ -385,6 +416,150 @@ int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)
 	return drain_map(b, b->counts_fd, b->map_entries, fn, ctx);
 }
 
+int tierd_bpf_perf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)
+{
+	return drain_map(b, b->perf_counts_fd, b->perf_entries, fn, ctx);
+}
+
+int tierd_bpf_perf_cpus(const struct tierd_bpf *b)
+{
+	return b->n_perf;
+}
+
+/* kernel.perf_event_paranoid, or INT_MIN when unreadable. */
+static int perf_paranoid(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/perf_event_paranoid", "re");
+	int v = INT_MIN;
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = INT_MIN;
+		fclose(f);
+	}
+	return v;
+}
+
+/* Why perf_event_open said `err`, for people: which privilege, which sysctl. */
+static void perf_why(int err, const struct perfsel *ev, char *why, size_t whylen)
+{
+	int par = perf_paranoid();
+
+	if (err == -EACCES || err == -EPERM) {
+		if (par >= 3)
+			snprintf(why, whylen,
+				 "perf_event_open(%s) refused: %s; kernel.perf_event_paranoid=%d needs "
+				 "CAP_SYS_ADMIN (Debian's kernels), which tierd is not given; "
+				 "sysctl kernel.perf_event_paranoid=2 lets CAP_PERFMON open it",
+				 ev->desc, strerror(-err), par);
+		else
+			snprintf(why, whylen,
+				 "perf_event_open(%s) refused: %s (system-wide events need CAP_PERFMON; "
+				 "kernel.perf_event_paranoid=%d)",
+				 ev->desc, strerror(-err), par);
+	} else {
+		snprintf(why, whylen, "perf_event_open(%s) failed: %s (event not supported here?)", ev->desc,
+			 strerror(-err));
+	}
+}
+
+/* Marks the CPUs a list file ("0-3,6,8-9") names, below n. Returns 0 or a negative errno. */
+static int online_cpus(const char *path, bool *online, int n)
+{
+	char buf[1024], *p = buf;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -errno;
+	if (!fgets(buf, sizeof(buf), f)) {
+		fclose(f);
+		return -EINVAL;
+	}
+	fclose(f);
+	while (*p && *p != '\n') {
+		char *end;
+		long lo = strtol(p, &end, 10), hi = lo;
+
+		if (end == p)
+			return -EINVAL;
+		if (*end == '-') {
+			p = end + 1;
+			hi = strtol(p, &end, 10);
+			if (end == p)
+				return -EINVAL;
+		}
+		for (long c = lo; c <= hi && c < n; c++)
+			if (c >= 0)
+				online[c] = true;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return 0;
+}
+
+int tierd_bpf_perf_start(struct tierd_bpf *b, const struct perfsel *ev, char *why, size_t whylen)
+{
+	struct perf_event_attr attr = {
+		.size = sizeof(attr),
+		.type = ev->type,
+		.config = ev->config,
+		.config1 = ev->config1,
+		.sample_period = ev->sample_period,
+		.sample_type = PERF_SAMPLE_ADDR,
+		.precise_ip = ev->precise_ip,
+		/* Kernel-mode accesses are tierd's own business, and excluding them keeps the
+		 * event usable at perf_event_paranoid 2 for a process with CAP_PERFMON. */
+		.exclude_kernel = 1,
+		.exclude_hv = 1,
+	};
+	bool *online = NULL;
+	int ncpus, r = 0;
+
+	if (b->perf_entries <= 1 || b->n_perf) {
+		snprintf(why, whylen, "the perf sampler was not sized at load, or is running");
+		return -EINVAL;
+	}
+	ncpus = libbpf_num_possible_cpus();
+	if (ncpus <= 0 || !(b->perf_links = calloc((size_t)ncpus, sizeof(*b->perf_links))) ||
+	    !(b->perf_fds = calloc((size_t)ncpus, sizeof(*b->perf_fds)))) {
+		snprintf(why, whylen, "out of memory");
+		r = ncpus <= 0 ? -EINVAL : -ENOMEM;
+		goto fail;
+	}
+	online = calloc((size_t)ncpus, sizeof(*online));
+	r = online ? online_cpus("/sys/devices/system/cpu/online", online, ncpus) : -ENOMEM;
+	if (r < 0) {
+		snprintf(why, whylen, "cannot read the online CPUs: %s", strerror(-r));
+		goto fail;
+	}
+	for (int cpu = 0; cpu < ncpus; cpu++) {
+		int fd;
+
+		if (!online[cpu])
+			continue;
+		fd = (int)syscall(SYS_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+		if (fd < 0) {
+			r = -errno;
+			perf_why(r, ev, why, whylen);
+			goto fail;
+		}
+		b->perf_fds[b->n_perf] = fd;
+		b->perf_links[b->n_perf] = bpf_program__attach_perf_event(b->skel->progs.perf_sample, fd);
+		b->n_perf++;
+		if (!b->perf_links[b->n_perf - 1]) {
+			r = -errno;
+			snprintf(why, whylen, "attaching the perf_event program on CPU %d failed: %s%s", cpu,
+				 strerror(-r), perm_hint(r));
+			goto fail;
+		}
+	}
+	free(online);
+	return 0;
+fail:
+	free(online);
+	perf_close(b);
+	return r;
+}
+
 static int stat_sum(const struct tierd_bpf *b, uint32_t idx, uint64_t *ret)
 {
 	uint64_t sum = 0;
@@ -403,6 +578,10 @@ int tierd_bpf_stats(const struct tierd_bpf *b, struct tierd_bpf_stats *ret)
 
 	if (r == 0)
 		r = stat_sum(b, TIERD_BPF_STAT_FIRST_TOUCH, &ret->first_touch);
+	if (r == 0)
+		r = stat_sum(b, TIERD_BPF_STAT_PERF_OVERFLOW, &ret->perf_overflow);
+	if (r == 0)
+		r = stat_sum(b, TIERD_BPF_STAT_PERF_OTHER, &ret->perf_other);
 	return r;
 }
 

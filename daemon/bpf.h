@@ -19,13 +19,19 @@ struct tierd_bpf_opts {
 	uint32_t map_entries; /* distinct (segment, page) counted per drain; more go to overflow */
 	uint32_t max_procs;   /* tracked processes */
 	uint64_t seen_pages;  /* pages of all tracked ranges together (first-touch bits); 0: 1 << 24 */
+	uint32_t perf_map_entries; /* distinct pages the perf_event sampler counts per drain; 0: no
+				    * perf sampler will be started (its map gets 1 entry) */
 };
 
 /* Counters kept in the kernel since load, summed over CPUs. */
 struct tierd_bpf_stats {
 	uint64_t overflow;    /* re-access faults that found the count map full */
 	uint64_t first_touch; /* first faults of a page in a process since it was tracked: not heat */
+	uint64_t perf_overflow; /* perf_event samples that found their count map full */
+	uint64_t perf_other;    /* perf_event samples of tracked processes outside their ranges */
 };
+
+struct perfsel;
 
 /* Loads and attaches the page-fault counter. Returns 0, or a negative errno with `why` saying
  * what is missing in words a user can act on (no BTF, no CAP_BPF/CAP_PERFMON, attach refused). */
@@ -51,6 +57,18 @@ typedef void (*tierd_bpf_sample_fn)(void *ctx, uint32_t seg, uint64_t page, uint
 int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx);
 /* The kernel-side counters since load. Returns 0 or a negative errno. */
 int tierd_bpf_stats(const struct tierd_bpf *b, struct tierd_bpf_stats *ret);
+
+/* Opens the event `ev` (daemon/perfsel.c) on every online CPU (pid -1: every process there; the
+ * program keeps tracked processes' samples in their ranges) with PERF_SAMPLE_ADDR and attaches
+ * the perf_event program to each. Needs opts.perf_map_entries > 0 at load. Returns 0, or a
+ * negative errno with `why` in words a user can act on (perf_event_paranoid, CAP_PERFMON,
+ * CAP_SYS_ADMIN at paranoid 3); nothing stays open on failure. */
+int tierd_bpf_perf_start(struct tierd_bpf *b, const struct perfsel *ev, char *why, size_t whylen);
+/* Hands every (segment, page) sampled since the last call to fn (count = samples) and deletes
+ * it. Returns the entries drained or a negative errno. */
+int tierd_bpf_perf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx);
+/* The CPUs the perf event is open on (0: not started). */
+int tierd_bpf_perf_cpus(const struct tierd_bpf *b);
 
 /* Migration outcomes: what migrate_pages() reported for tierd's own calls (move_pages(2),
  * mbind(2)), summed per reason (bpf/migrate.bpf.c, loaded and attached with the samplers by

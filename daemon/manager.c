@@ -137,9 +137,8 @@ int manager_new(const struct tierd_config *cfg, struct manager **ret)
 	r = epoll_add(m, m->listen_fd, EPOLLIN, &m->listen_watch);
 	if (r < 0)
 		goto fail;
-	/* After the socket listens: loading takes ~0.1 s (libbpf reads the kernel's BTF), and a
-	 * client that restarts with tierd waits in the backlog meanwhile instead of being refused
-	 * and backing off. Before any attach: the loop serves none yet. */
+	/* On a thread: loading takes ~0.1 s (libbpf reads the kernel's BTF), up to a second on a
+	 * loaded host, and clients attach meanwhile (tracked by the programs once they run). */
 	manager_bpf_start(m);
 
 	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -959,11 +958,15 @@ static void manager_reload(struct manager *m)
 	if (n.shmem_register_whole != m->cfg.shmem_register_whole)
 		log_warning("Reload: clients.shmem_registration changes only at restart");
 	if (n.bpf != m->cfg.bpf || n.bpf_map_entries != m->cfg.bpf_map_entries ||
-	    n.bpf_seen_pages != m->cfg.bpf_seen_pages)
-		log_warning("Reload: sampling.bpf, bpf_map_entries and bpf_seen_pages change only at restart");
+	    n.bpf_seen_pages != m->cfg.bpf_seen_pages || n.perf != m->cfg.perf ||
+	    n.perf_software != m->cfg.perf_software || n.perf_period != m->cfg.perf_period)
+		log_warning("Reload: sampling.bpf* and perf* change only at restart");
 	n.bpf = m->cfg.bpf;
 	n.bpf_map_entries = m->cfg.bpf_map_entries;
 	n.bpf_seen_pages = m->cfg.bpf_seen_pages;
+	n.perf = m->cfg.perf;
+	n.perf_software = m->cfg.perf_software;
+	n.perf_period = m->cfg.perf_period;
 	snprintf(n.socket_path, sizeof(n.socket_path), "%s", m->cfg.socket_path);
 	n.shmem_register_whole = m->cfg.shmem_register_whole;
 	n.sysfs_root = m->cfg.sysfs_root;
@@ -1052,6 +1055,9 @@ int manager_run(struct manager *m)
 				break;
 			case WATCH_SIGNAL:
 				on_signal(m);
+				break;
+			case WATCH_BPF:
+				manager_bpf_loaded(m);
 				break;
 			}
 		}

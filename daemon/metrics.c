@@ -144,6 +144,10 @@ int manager_metrics(const struct manager *m, char *buf, size_t len)
 	counter(&o, "tierd_bpf_samples_total",
 		"Re-access page faults of tracked processes counted by the eBPF sampler and drained.",
 		s->bpf_samples);
+	counter(&o, "tierd_bpf_perf_samples_total",
+		"Samples of the eBPF perf_event sampler in tracked pages, drained.", s->perf_samples);
+	counter(&o, "tierd_bpf_perf_overflow_total",
+		"Samples of the eBPF perf_event sampler that found its map full.", s->perf_overflow);
 	counter(&o, "tierd_bpf_first_touch_total",
 		"First page faults of a page in a tracked process, seen by the eBPF sampler: not heat.",
 		s->bpf_first_touch);

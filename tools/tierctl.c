@@ -140,6 +140,9 @@ static int cmd_status(struct json_object *st)
 		       str(get(st, "samplers"), "page_fault"), (long long)num(get(st, "samplers"), "samples"),
 		       (long long)num(get(st, "samplers"), "overflow"),
 		       (long long)num(get(st, "samplers"), "first_touch"));
+	if (get(st, "samplers") && get(get(st, "samplers"), "perf"))
+		printf("eBPF perf sampler: %s (%lld samples)\n", str(get(st, "samplers"), "perf"),
+		       (long long)num(get(st, "samplers"), "perf_samples"));
 	if (get(st, "kernel_migrations")) {
 		struct json_object *k = get(st, "kernel_migrations");
 

@@ -28,6 +28,7 @@
 #include "bpf.h"
 #include "harness.h"
 #include "log.h"
+#include "perfsel.h"
 
 #define PAGE 4096u
 #define NPAGES 64u
@@ -42,18 +43,24 @@ struct tally {
 	uint64_t entries, other; /* entries drained; counts of other segments or pages */
 };
 
-/* A configuration that turns the sampler on, whatever the default. */
-static const char *bpf_conf(void)
+/* A configuration that turns the sampler on, whatever the default; `extra`: more [sampling]
+ * lines. */
+static const char *bpf_conf_with(const char *name, const char *extra)
 {
 	static char path[256];
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/bpf.conf", harness_dir());
+	snprintf(path, sizeof(path), "%s/%s.conf", harness_dir(), name);
 	f = fopen(path, "we");
 	assert_non_null(f);
-	fputs("[sampling]\nbpf = yes\n", f);
+	fprintf(f, "[sampling]\nbpf = yes\n%s", extra);
 	fclose(f);
 	return path;
+}
+
+static const char *bpf_conf(void)
+{
+	return bpf_conf_with("bpf", "");
 }
 
 static void on_sample(void *ctx, uint32_t seg, uint64_t page, uint64_t count)
@@ -88,6 +95,25 @@ static uint8_t *shmem_map(void)
 	assert_true(m != MAP_FAILED);
 	close(fd);
 	return m;
+}
+
+/* A forked child (another tgid, the same addresses) drops and writes the page n times. */
+static void child_refaults(uint8_t *page, unsigned n)
+{
+	pid_t kid = fork();
+	int st;
+
+	assert_true(kid >= 0);
+	if (kid == 0) {
+		for (unsigned i = 0; i < n; i++) {
+			if (madvise(page, PAGE, MADV_DONTNEED) < 0)
+				_exit(1);
+			page[0] = 2;
+		}
+		_exit(0);
+	}
+	assert_int_equal(waitpid(kid, &st, 0), kid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 static uint64_t first_touches(const struct tierd_bpf *b)
@@ -209,8 +235,6 @@ static void test_count_and_filter(void **state)
 	struct tally t = { 0 };
 	struct tierd_bpf *b;
 	uint8_t *m;
-	pid_t kid;
-	int st;
 
 	(void)state;
 	if (!can_run())
@@ -235,18 +259,7 @@ static void test_count_and_filter(void **state)
 	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 0);
 
 	/* Another process (same addresses, another tgid) is not counted. */
-	kid = fork();
-	assert_true(kid >= 0);
-	if (kid == 0) {
-		for (unsigned i = 0; i < child_n; i++) {
-			if (madvise(m + p * PAGE, PAGE, MADV_DONTNEED) < 0)
-				_exit(1);
-			m[p * PAGE] = 2;
-		}
-		_exit(0);
-	}
-	assert_int_equal(waitpid(kid, &st, 0), kid);
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	child_refaults(m + p * PAGE, child_n);
 	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 0);
 	print_message("child faulted page %u %u times: counted %llu\n", p, child_n,
 		      (unsigned long long)t.count[p]);
@@ -327,6 +340,59 @@ static void test_overflow(void **state)
 	tierd_bpf_free(b);
 }
 
+/* The perf_event sampler on the software page-fault event (what a machine without PEBS/IBS, like
+ * this one, can run; the same program reads a PEBS/IBS sample's address): every fault of the
+ * tracked process in its range is a sample with period 1, every 4th with period 4; a child's
+ * faults at the same addresses are not counted. */
+static void perf_case(uint64_t period, unsigned n)
+{
+	struct tierd_bpf_opts o = { .map_entries = 1024, .max_procs = 16, .perf_map_entries = 1024 };
+	struct tierd_bpf *b = NULL;
+	struct perfsel ev;
+	struct tally t = { 0 };
+	char why[512] = "";
+	const unsigned p = 9, child_n = 300;
+	uint64_t expect;
+	uint8_t *m;
+
+	/* A root without PMUs: the software event, whatever this machine has. */
+	assert_int_equal(perfsel_probe("/nonexistent", true, period, &ev, why, sizeof(why)), 0);
+	assert_int_equal(ev.kind, PERFSEL_SOFTWARE);
+	if (tierd_bpf_new(&o, &b, why, sizeof(why)) < 0)
+		fail_msg("tierd_bpf_new: %s", why);
+	if (tierd_bpf_perf_start(b, &ev, why, sizeof(why)) < 0)
+		fail_msg("tierd_bpf_perf_start: %s", why);
+	assert_true(tierd_bpf_perf_cpus(b) >= 1);
+	m = shmem_map();
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
+	child_refaults(m + p * PAGE, child_n);
+	/* The child populated the page: every one of ours is a refault (no first touch here). */
+	for (unsigned i = 0; i < n; i++)
+		refault(m + p * PAGE);
+	assert_true(tierd_bpf_perf_drain(b, on_sample, &t) >= 0);
+	expect = n / period;
+	print_message("period %llu: %u faults of ours, %u of a child: %llu samples (expected %llu)\n",
+		      (unsigned long long)period, n, child_n, (unsigned long long)t.count[p],
+		      (unsigned long long)expect);
+	/* A sampling period counts per CPU event: up to one period's worth per CPU is left over. */
+	assert_true(t.count[p] + (uint64_t)tierd_bpf_perf_cpus(b) >= expect && t.count[p] <= expect + EPSILON);
+	for (unsigned i = 0; i < NPAGES; i++)
+		if (i != p)
+			assert_int_equal(t.count[i], 0);
+	assert_int_equal(t.other, 0);
+	munmap(m, NPAGES * PAGE);
+	tierd_bpf_free(b);
+}
+
+static void test_perf_software(void **state)
+{
+	(void)state;
+	if (!can_run())
+		skip();
+	perf_case(1, 500);
+	perf_case(4, 400);
+}
+
 /* The migration-outcome counter loads and names the kernel's reasons. On this one-node host a
  * move_pages(2) to the node the pages are on migrates nothing and never calls migrate_pages(), so
  * the tracepoint does not fire: what it counts is tested where pages move (tests/vm/test_kmig.c,
@@ -369,6 +435,22 @@ static void test_migrate_loads(void **state)
 	tierd_bpf_free(mg);
 }
 
+/* tierd loads its programs on a thread after it listens: waits (up to 10 s) until that is done,
+ * so that a client's faults from its start are seen. */
+static void wait_loaded(const char *sock)
+{
+	static char js[65536];
+	int r = -1;
+
+	for (int i = 0; i < 500 && (r <= 0 || strstr(js, "off: loading")); i++) {
+		if (i)
+			msleep(20);
+		r = status_fetch(sock, js, sizeof(js));
+	}
+	assert_true(r > 0);
+	assert_null(strstr(js, "off: loading"));
+}
+
 /* tierd with a real client: the client's faults reach the status as samples. */
 static void test_tierd_samples(void **state)
 {
@@ -386,6 +468,7 @@ static void test_tierd_samples(void **state)
 	snprintf(cout, sizeof(cout), "%s/bpf.client", harness_dir());
 	d = daemon_start(sock, "--config", bpf_conf(), "--epoch-ms", "50", NULL);
 	assert_true(d > 0);
+	wait_loaded(sock);
 	c = spawn_out(argv, cout, NULL);
 	assert_int_equal(wait_exit(c, 30000), 0);
 	msleep(200); /* an epoch drains what the client's last faults left */
@@ -394,6 +477,11 @@ static void test_tierd_samples(void **state)
 	/* The migration counter runs too; one node: tierd moves nothing, the kernel reports nothing. */
 	assert_non_null(strstr(js, "\"migrate\":\"on\""));
 	assert_int_equal(json_int(js, "\"kernel_migrations\"", "calls"), 0);
+	/* No PEBS/IBS here and the software event not asked for: the perf sampler says so. */
+	if (access("/sys/bus/event_source/devices/ibs_op", F_OK) < 0 &&
+	    access("/sys/bus/event_source/devices/cpu/events/mem-loads", F_OK) < 0 &&
+	    access("/sys/bus/event_source/devices/cpu_core/events/mem-loads", F_OK) < 0)
+		assert_non_null(strstr(js, "\"perf\":\"off: no PEBS"));
 	samples = json_int(js, "\"samplers\"", "samples");
 	faults = json_int(js, "\"stats\"", "faults");
 	first = json_int(js, "\"samplers\"", "first_touch");
@@ -408,6 +496,41 @@ static void test_tierd_samples(void **state)
 	assert_true(samples + first >= faults);
 	assert_true(samples > 0);
 	assert_int_equal(json_int(js, "\"samplers\"", "overflow"), 0);
+	daemon_stop(d);
+}
+
+/* tierd with the perf sampler on the software page-fault event (sampling.perf_software = yes): the
+ * client's faults reach the status as perf samples too. */
+static void test_tierd_perf(void **state)
+{
+	char sock[256], cout[256], js[65536];
+	char *argv[] = { (char *)harness_bin("tests/helpers/tier-client"), "--socket", sock, "--kind",
+			 "shmem", "--threads", "2", "--mib", "16", "--ms", "1000", "--wait-tracked",
+			 "3000", NULL };
+	const char *on;
+	pid_t d, c;
+
+	(void)state;
+	if (!can_run())
+		skip();
+	snprintf(sock, sizeof(sock), "%s/perf.sock", harness_dir());
+	snprintf(cout, sizeof(cout), "%s/perf.client", harness_dir());
+	d = daemon_start(sock, "--config", bpf_conf_with("perf", "perf_software = yes\nperf_period = 2\n"),
+			 "--epoch-ms", "50", NULL);
+	assert_true(d > 0);
+	wait_loaded(sock);
+	c = spawn_out(argv, cout, NULL);
+	assert_int_equal(wait_exit(c, 30000), 0);
+	msleep(200);
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	on = strstr(js, "\"perf\":\"");
+	assert_non_null(on);
+	print_message("%.90s; %lld perf samples, %lld page-fault samples + %lld first touches\n", on,
+		      json_int(js, "\"samplers\"", "perf_samples"), json_int(js, "\"samplers\"", "samples"),
+		      json_int(js, "\"samplers\"", "first_touch"));
+	assert_non_null(strstr(js, "\"perf\":\"on: software page-faults, period 2"));
+	/* Every other fault of the client in its segment, populating ones included. */
+	assert_true(json_int(js, "\"samplers\"", "perf_samples") > 0);
 	daemon_stop(d);
 }
 
@@ -438,7 +561,8 @@ static void test_no_privilege(void **state)
 	snprintf(cout, sizeof(cout), "%s/nopriv.client", harness_dir());
 	d = spawn_out(argv, out, NULL);
 	assert_true(d > 0);
-	for (int i = 0; i < 300 && r <= 0; i++) {
+	/* Until the loading thread is done. */
+	for (int i = 0; i < 300 && (r <= 0 || strstr(js, "off: loading")); i++) {
 		msleep(20);
 		r = status_fetch(sock, js, sizeof(js));
 	}
@@ -450,6 +574,7 @@ static void test_no_privilege(void **state)
 	off = strstr(js, "\"migrate\":\"off: ");
 	assert_non_null(off);
 	assert_non_null(strstr(off, "CAP_BPF"));
+	assert_non_null(strstr(js, "\"perf\":\"off: "));
 	/* And it tracks with faults alone. */
 	c = spawn_out(cargv, cout, NULL);
 	assert_int_equal(wait_exit(c, 30000), 0);
@@ -473,7 +598,9 @@ int main(void)
 		cmocka_unit_test(test_ranges),
 		cmocka_unit_test(test_overflow),
 		cmocka_unit_test(test_migrate_loads),
+		cmocka_unit_test(test_perf_software),
 		cmocka_unit_test(test_tierd_samples),
+		cmocka_unit_test(test_tierd_perf),
 		cmocka_unit_test(test_no_privilege),
 	};
 

@@ -90,14 +90,14 @@ void msleep(unsigned ms)
 		;
 }
 
-/* Serving, not merely listening: tierd binds its socket before it has finished starting (the eBPF
- * sampler loads after, so that restarting clients queue instead of being refused); a test that
- * counts its fds or times it must start from a tierd that answers. */
+/* Serving and done starting, not merely listening: tierd binds its socket first and loads its
+ * eBPF programs on a thread while it serves ("off: loading" in the status until then); a test
+ * that counts its fds or times it must start from a tierd that has finished. */
 static bool accepts(const char *sock)
 {
-	char js[16384];
+	static char js[65536];
 
-	return status_fetch(sock, js, sizeof(js)) > 0;
+	return status_fetch(sock, js, sizeof(js)) > 0 && !strstr(js, "off: loading");
 }
 
 pid_t daemon_start(const char *sock, ...)
