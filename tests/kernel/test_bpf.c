@@ -116,6 +116,15 @@ static void child_refaults(uint8_t *page, unsigned n)
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* A fresh shmem_map(), tracked as segment SEG of this process. */
+static uint8_t *tracked_shmem(struct tierd_bpf *b)
+{
+	uint8_t *m = shmem_map();
+
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
+	return m;
+}
+
 static uint64_t first_touches(const struct tierd_bpf *b)
 {
 	struct tierd_bpf_stats st;
@@ -169,8 +178,7 @@ static void test_first_touch(void **state)
 	if (!can_run())
 		skip();
 	b = load(1024);
-	m = shmem_map();
-	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
+	m = tracked_shmem(b);
 	ft0 = first_touches(b);
 	for (unsigned i = 0; i < NPAGES; i++)
 		m[i * PAGE] = 1; /* allocates the page */
@@ -240,8 +248,7 @@ static void test_count_and_filter(void **state)
 	if (!can_run())
 		skip();
 	b = load(1024);
-	m = shmem_map();
-	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
+	m = tracked_shmem(b);
 
 	m[p * PAGE] = 1; /* populates: a first touch */
 	for (unsigned i = 0; i < n; i++)
@@ -318,8 +325,7 @@ static void test_overflow(void **state)
 	if (!can_run())
 		skip();
 	b = load(entries);
-	m = shmem_map();
-	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
+	m = tracked_shmem(b);
 	for (unsigned i = 0; i < NPAGES; i++)
 		m[i * PAGE] = 1; /* first touches: not counted, not overflow */
 	/* 64 distinct pages, one re-access each, into a map of 16. */
@@ -363,8 +369,7 @@ static void perf_case(uint64_t period, unsigned n)
 	if (tierd_bpf_perf_start(b, &ev, why, sizeof(why)) < 0)
 		fail_msg("tierd_bpf_perf_start: %s", why);
 	assert_true(tierd_bpf_perf_cpus(b) >= 1);
-	m = shmem_map();
-	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, NPAGES * PAGE, SEG, PAGE), 0);
+	m = tracked_shmem(b);
 	child_refaults(m + p * PAGE, child_n);
 	/* The child populated the page: every one of ours is a refault (no first touch here). */
 	for (unsigned i = 0; i < n; i++)
