@@ -42,8 +42,8 @@ static void json_plain(char *s)
 /* A tracked process per client at most, plus room: clients beyond max_clients are refused. */
 #define BPF_PROCS_MIN 64
 
-/* One load, handed from the loading thread to the loop: the thread writes everything but `m`
- * and `thread`, then one byte to pipe[1]; the loop reads nothing of it before that byte. */
+/* One load, handed from the loading thread to the loop: the thread writes bpf, why, perf_r and
+ * perf_why, then one byte to pipe[1]; the loop reads none of them before that byte and the join. */
 struct bpf_load {
 	pthread_t thread;
 	int pipe[2];
