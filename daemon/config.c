@@ -43,11 +43,19 @@ void tierd_config_defaults(struct tierd_config *cfg)
 		.heartbeat_ms = 250,
 		.max_clients = 4096,
 		.max_attach_per_client = 64,
-		/* Opt-in for now: the counter sees every fault in the ranges, first-touch population
-		 * included, and those samples make freshly populated pages look hot (the multi-node
-		 * guest's placement tests promote pages the moment they are written). Until samples
-		 * are discounted like first touches, operators turn it on. */
-		.bpf = false,
+		/* On where the host allows (it turns itself off, saying why, without BTF, CAP_BPF or
+		 * CAP_PERFMON): its samples are re-accesses only, a page's first fault in a process
+		 * (population, fork) is a first touch (bpf/fault.bpf.c), so freshly written pages do
+		 * not look hot. */
+		.bpf = true,
+		/* 16 Mi pages: 64 GiB of 4 KiB pages over all tracked mappings, in 2 MiB of kernel
+		 * memory (one bit a page). */
+		.bpf_seen_pages = 1u << 24,
+		/* PEBS/IBS where the machine has them; the software page-fault event only when asked:
+		 * it sees the faults the page-fault counter sees, and would count them twice. */
+		.perf = true,
+		.perf_software = false,
+		.perf_period = 0,
 		/* 64 Ki pages (256 MiB of 4 KiB pages touched per epoch) in ~5 MiB of kernel memory;
 		 * beyond that faults are still counted, as overflow. */
 		.bpf_map_entries = 65536,
@@ -108,6 +116,10 @@ static const struct key keys[] = {
 	{ "sampling", "hot_threshold", K_FLOAT, F(hot_threshold), 0.001, 1, 0 },
 	{ "sampling", "bpf", K_BOOL, F(bpf), 0, 0, 0 },
 	{ "sampling", "bpf_map_entries", K_U32, F(bpf_map_entries), 16, 1 << 24, 0 },
+	{ "sampling", "bpf_seen_pages", K_U32, F(bpf_seen_pages), 4096, 1 << 30, 0 },
+	{ "sampling", "perf", K_BOOL, F(perf), 0, 0, 0 },
+	{ "sampling", "perf_software", K_BOOL, F(perf_software), 0, 0, 0 },
+	{ "sampling", "perf_period", K_U32, F(perf_period), 0, 1 << 30, 0 },
 	{ "migration", "enabled", K_BOOL, F(migrate), 0, 0, 0 },
 	{ "migration", "mode", K_MODE, F(migrate_how), 0, 0, 0 },
 	{ "migration", "rate_limit_mbps", K_U32, F(rate_limit_mbps), 1, 1000000, 0 },

@@ -140,9 +140,8 @@ int manager_new(const struct tierd_config *cfg, struct manager **ret)
 	r = epoll_add(m, m->listen_fd, EPOLLIN, &m->listen_watch);
 	if (r < 0)
 		goto fail;
-	/* After the socket listens: loading takes ~0.1 s (libbpf reads the kernel's BTF), and a
-	 * client that restarts with tierd waits in the backlog meanwhile instead of being refused
-	 * and backing off. Before any attach: the loop serves none yet. */
+	/* On a thread: loading takes ~0.1 s (libbpf reads the kernel's BTF), up to a second on a
+	 * loaded host, and clients attach meanwhile (tracked by the programs once they run). */
 	manager_bpf_start(m);
 
 	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -553,7 +552,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 	size_t cap = sizeof(buf) - sizeof(*hdr) - 64, len = 0;
 	const struct manager_stats *s = &m->stats;
 	bool first = true, cut = false;
-	char policy_js[700], samplers_js[400];
+	char policy_js[700], samplers_js[4096];
 	unsigned nlisted;
 
 	manager_policy_status(m, policy_js, sizeof(policy_js));
@@ -1043,10 +1042,16 @@ static void manager_reload(struct manager *m)
 		log_warning("Reload: daemon.socket changes only at restart (still %s)", m->cfg.socket_path);
 	if (n.shmem_register_whole != m->cfg.shmem_register_whole)
 		log_warning("Reload: clients.shmem_registration changes only at restart");
-	if (n.bpf != m->cfg.bpf || n.bpf_map_entries != m->cfg.bpf_map_entries)
-		log_warning("Reload: sampling.bpf and sampling.bpf_map_entries change only at restart");
+	if (n.bpf != m->cfg.bpf || n.bpf_map_entries != m->cfg.bpf_map_entries ||
+	    n.bpf_seen_pages != m->cfg.bpf_seen_pages || n.perf != m->cfg.perf ||
+	    n.perf_software != m->cfg.perf_software || n.perf_period != m->cfg.perf_period)
+		log_warning("Reload: sampling.bpf* and perf* change only at restart");
 	n.bpf = m->cfg.bpf;
 	n.bpf_map_entries = m->cfg.bpf_map_entries;
+	n.bpf_seen_pages = m->cfg.bpf_seen_pages;
+	n.perf = m->cfg.perf;
+	n.perf_software = m->cfg.perf_software;
+	n.perf_period = m->cfg.perf_period;
 	snprintf(n.socket_path, sizeof(n.socket_path), "%s", m->cfg.socket_path);
 	n.shmem_register_whole = m->cfg.shmem_register_whole;
 	n.sysfs_root = m->cfg.sysfs_root;
@@ -1136,6 +1141,9 @@ int manager_run(struct manager *m)
 			case WATCH_SIGNAL:
 				on_signal(m);
 				break;
+			case WATCH_BPF:
+				manager_bpf_loaded(m);
+				break;
 			}
 		}
 		manager_batches_poll(m);
@@ -1168,7 +1176,7 @@ struct manager *manager_free(struct manager *m)
 	if (m->epfd >= 0)
 		close(m->epfd);
 	manager_record_stop(m);
-	m->bpf = tierd_bpf_free(m->bpf);
+	manager_bpf_stop(m);
 	manager_policy_flush(m);
 	policy_close(m->policy);
 	if (m->decision_log)

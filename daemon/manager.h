@@ -14,6 +14,7 @@
 
 #include "migrate.h"
 #include "segment.h"
+#include "bpf.h"
 #include "tiers.h"
 #include "tierd/policy.h"
 #include "tierd/proto.h"
@@ -46,6 +47,10 @@ struct tierd_config {
 	bool shmem_register_whole;  /* register whole 4K mappings instead of per window */
 	bool bpf;                   /* the eBPF page-fault counter (daemon/bpf.c), when the host allows */
 	uint32_t bpf_map_entries;   /* distinct pages it counts per epoch; more go to its overflow */
+	uint32_t bpf_seen_pages;    /* pages of all tracked mappings it tells first touches apart in */
+	bool perf;                  /* the eBPF perf_event sampler on a PEBS/IBS PMU, when there is one */
+	bool perf_software;         /* ... else on the software page-fault event */
+	uint32_t perf_period;       /* its sample period; 0: the event's default (perfsel.h) */
 	uint32_t max_clients;
 	uint32_t max_attach_per_client;
 	uint32_t max_zaps_in_flight; /* ZAP batches unacknowledged per attachment before it is skipped */
@@ -87,7 +92,7 @@ struct tierd_config {
 
 void tierd_config_defaults(struct tierd_config *cfg);
 
-enum watch_kind { WATCH_LISTEN, WATCH_CLIENT, WATCH_UFFD, WATCH_TIMER, WATCH_SIGNAL };
+enum watch_kind { WATCH_LISTEN, WATCH_CLIENT, WATCH_UFFD, WATCH_TIMER, WATCH_SIGNAL, WATCH_BPF };
 
 struct watch {
 	enum watch_kind kind;
@@ -163,9 +168,13 @@ struct manager_stats {
 	uint64_t clients_accepted, clients_refused, clients_dropped, attach_refused;
 	uint64_t register_errors, epochs;
 	uint64_t batches, batch_timeouts, faults_held; /* zap-then-move batches */
-	/* The eBPF page-fault counter: faults drained (sum of the counts) and those it could not
-	 * attribute (map full: read from the kernel; segment gone or page out of range: here). */
-	uint64_t bpf_samples, bpf_overflow, bpf_unmatched;
+	/* The eBPF page-fault counter: re-access faults drained (sum of the counts) and those it
+	 * could not attribute (map full: read from the kernel; segment gone or page out of range:
+	 * here); first touches it discounted (read from the kernel). */
+	uint64_t bpf_samples, bpf_overflow, bpf_unmatched, bpf_first_touch;
+	/* The perf_event sampler: samples drained, and those that found its map full or fell
+	 * outside the tracked ranges of a tracked process (read from the kernel). */
+	uint64_t perf_samples, perf_overflow, perf_other;
 	/* Resource faults: connections and messages with fds refused because tierd was at its
 	 * RLIMIT_NOFILE. */
 	uint64_t fd_refusals;
@@ -240,6 +249,15 @@ struct manager {
 	/* The eBPF samplers (bpf.c): NULL when off, and then bpf_off_why says why. */
 	struct tierd_bpf *bpf;
 	char bpf_off_why[192];
+	/* The programs load on a thread (sampler.c): bpf_loading until its result is taken. */
+	struct bpf_load *bpf_loading;
+	struct watch bpf_watch;
+	/* The perf_event sampler: perf_desc says which event when perf_on, else why it is off. */
+	bool perf_on;
+	uint64_t perf_period;
+	char perf_desc[320];
+	/* The migration-outcome counter's sums per reason (bpf.c) as of the last epoch. */
+	struct tierd_kmig kmig[TIERD_BPF_MIGRATE_REASONS];
 	/* Objects that died during an epoll batch are freed after the batch. */
 	struct client *graveyard;
 	struct attachment *graveyard_attachments;
@@ -322,16 +340,27 @@ void manager_record_event(struct manager *m, const struct tierd_event *e);
 void manager_record_view(struct manager *m, const struct tierd_view *v);
 
 /* sampler.c */
-/* Starts the eBPF samplers the configuration asks for; when the host does not allow them, logs
- * once which is off and why, and tierd goes on with faults alone. */
+/* Starts loading the eBPF programs the configuration asks for, on a thread: libbpf takes
+ * 0.1 s (more on a loaded host) and clients must not wait for it. When the thread cannot be
+ * started, the samplers are off (said once). */
 void manager_bpf_start(struct manager *m);
+/* The loading thread is done (its pipe in epoll): takes its result, logs once what runs and what
+ * is off and why, and tracks the attachments made meanwhile. */
+void manager_bpf_loaded(struct manager *m);
 /* The attachment's mapping is counted from now on / no more. */
 void manager_bpf_track(struct manager *m, const struct attachment *a);
 void manager_bpf_untrack(struct manager *m, const struct attachment *a);
-/* Turns the counts of the last epoch into TIERD_EV_SAMPLE events for the policy. */
+/* Turns the counts of the last epoch into TIERD_EV_SAMPLE events for the policy, and reads the
+ * kernel's migration outcomes. */
 void manager_bpf_drain(struct manager *m);
-/* The "samplers" object of the status JSON. */
+/* The "samplers" object of the status JSON, then ,"kernel_migrations":{…}. */
 void manager_bpf_status(const struct manager *m, char *buf, size_t len);
+/* Stops and frees the eBPF programs. */
+void manager_bpf_stop(struct manager *m);
+/* The name of a migrate_reason (its number when the kernel has none): a static buffer. */
+const char *manager_bpf_reason(const struct manager *m, unsigned reason);
+/* The kernel's migration outcomes summed over reasons (all zero while off). */
+struct tierd_kmig manager_bpf_kmig_total(const struct manager *m);
 
 /* attach.c */
 int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_attach *msg, int memfd,

@@ -150,14 +150,47 @@ int manager_metrics(const struct manager *m, char *buf, size_t len)
 	counter(&o, "tierd_faults_total", "Minor faults tierd resolved.", s->faults);
 	/* Zero while the sampler is off: tierctl status says whether it runs, and why not. */
 	counter(&o, "tierd_bpf_samples_total",
-		"Page faults of tracked processes counted by the eBPF sampler and drained.",
+		"Re-access page faults of tracked processes counted by the eBPF sampler and drained.",
 		s->bpf_samples);
+	counter(&o, "tierd_bpf_perf_samples_total",
+		"Samples of the eBPF perf_event sampler in tracked pages, drained.", s->perf_samples);
+	counter(&o, "tierd_bpf_perf_overflow_total",
+		"Samples of the eBPF perf_event sampler that found its map full.", s->perf_overflow);
+	counter(&o, "tierd_bpf_first_touch_total",
+		"First page faults of a page in a tracked process, seen by the eBPF sampler: not heat.",
+		s->bpf_first_touch);
 	counter(&o, "tierd_bpf_overflow_total",
 		"Page faults the eBPF sampler counted as overflow (its map was full that epoch).",
 		s->bpf_overflow);
 	counter(&o, "tierd_first_touch_faults_total",
 		"Faults on pages a process had never mapped (started or forked): not heat.",
 		s->first_touch_faults);
+	/* What the kernel reported of tierd's own migrations (tp_btf/mm_migrate_pages), per reason
+	 * seen; nothing while that counter is off or nothing migrated. */
+	family(&o, "tierd_kernel_migrate_calls_total", "counter",
+	       "migrate_pages() calls the kernel made for tierd (move_pages, mbind), by reason.");
+	for (unsigned r = 0; r < TIERD_BPF_MIGRATE_REASONS; r++)
+		if (m->kmig[r].calls)
+			put(&o, "tierd_kernel_migrate_calls_total{reason=\"%s\"} %" PRIu64 "\n",
+			    manager_bpf_reason(m, r), m->kmig[r].calls);
+	family(&o, "tierd_kernel_migrate_pages_total", "counter",
+	       "Outcomes migrate_pages() reported for tierd's calls, by reason and outcome (THP "
+	       "counts are also in succeeded/failed).");
+	for (unsigned r = 0; r < TIERD_BPF_MIGRATE_REASONS; r++) {
+		const struct tierd_kmig *k = &m->kmig[r];
+		const struct {
+			const char *name;
+			uint64_t v;
+		} out[] = { { "succeeded", k->succeeded },	   { "failed", k->failed },
+			    { "thp_succeeded", k->thp_succeeded }, { "thp_failed", k->thp_failed },
+			    { "thp_split", k->thp_split },	   { "large_folio_split", k->large_folio_split } };
+
+		if (!k->calls)
+			continue;
+		for (size_t i = 0; i < sizeof(out) / sizeof(out[0]); i++)
+			put(&o, "tierd_kernel_migrate_pages_total{reason=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+			    manager_bpf_reason(m, r), out[i].name, out[i].v);
+	}
 	counter(&o, "tierd_faults_held_total", "Faults held while their page's migration batch moved.",
 		s->faults_held);
 	family(&o, "tierd_fault_latency_seconds", "histogram",

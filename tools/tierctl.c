@@ -137,9 +137,22 @@ static int cmd_status(struct json_object *st)
 		printf("policy disabled earlier: %s\n", str(pol, "failed"));
 	/* A tierd from before the samplers has no "samplers": say nothing rather than "off". */
 	if (get(st, "samplers"))
-		printf("eBPF page-fault sampler: %s (%lld samples, %lld overflow)\n",
+		printf("eBPF page-fault sampler: %s (%lld samples, %lld overflow, %lld first touches)\n",
 		       str(get(st, "samplers"), "page_fault"), (long long)num(get(st, "samplers"), "samples"),
-		       (long long)num(get(st, "samplers"), "overflow"));
+		       (long long)num(get(st, "samplers"), "overflow"),
+		       (long long)num(get(st, "samplers"), "first_touch"));
+	if (get(st, "samplers") && get(get(st, "samplers"), "perf"))
+		printf("eBPF perf sampler: %s (%lld samples)\n", str(get(st, "samplers"), "perf"),
+		       (long long)num(get(st, "samplers"), "perf_samples"));
+	if (get(st, "kernel_migrations")) {
+		struct json_object *k = get(st, "kernel_migrations");
+
+		printf("kernel migrations for tierd: %s (%lld calls, %lld pages succeeded, %lld failed, "
+		       "%lld THP split)\n",
+		       str(get(st, "samplers"), "migrate"), (long long)num(k, "calls"),
+		       (long long)num(k, "succeeded"), (long long)num(k, "failed"),
+		       (long long)num(k, "thp_split"));
+	}
 	return 0;
 }
 

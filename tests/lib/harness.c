@@ -123,16 +123,17 @@ void msleep(unsigned ms)
 		;
 }
 
-/* Serving, not merely listening: tierd binds its socket before it has finished starting (the eBPF
- * sampler loads after, so that restarting clients queue instead of being refused); a test that
- * counts its fds or times it must start from a tierd that answers. And the one started: a tierd
- * left running by a failed test would answer on the socket while the new one exits ("another
- * tierd is serving"), and the next test would signal a process that is gone. */
+/* Serving and done starting, not merely listening: tierd binds its socket first and loads its
+ * eBPF programs on a thread while it serves ("off: loading" in the status until then); a test
+ * that counts its fds or times it must start from a tierd that has finished. And the one started:
+ * a tierd left running by a failed test would answer on the socket while the new one exits
+ * ("another tierd is serving"), and the next test would signal a process that is gone. */
 static bool accepts(const char *sock, pid_t pid)
 {
-	char js[16384];
+	static char js[65536];
 
-	return status_fetch(sock, js, sizeof(js)) > 0 && json_int(js, NULL, "pid") == pid;
+	return status_fetch(sock, js, sizeof(js)) > 0 && json_int(js, NULL, "pid") == pid &&
+	       !strstr(js, "off: loading");
 }
 
 static pid_t daemon_start_va(const char *sock, const char *out_path, va_list ap)

@@ -6,7 +6,9 @@
  * went cold), on shmem and hugetlbfs, without losing a byte. Placement is measured by the test
  * itself with move_pages(2) status queries, not by tierd's counters: each query maps the pages
  * briefly (vm_where in vmlib.c), because a mapping that stayed would keep MPOL_MF_MOVE from
- * moving them while the client has them zapped.
+ * moving them while the client has them zapped. What the kernel itself reported of tierd's moves
+ * (tp_btf/mm_migrate_pages, "kernel_migrations" in the status) must agree with tierd's own
+ * count: every page it counts as moved is one the kernel migrated for it.
  * Skips on a machine with one node.
  */
 #include <numa.h>
@@ -54,18 +56,29 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+/* Pages tierd counts as moved (promoted + demoted), and base pages the kernel reported migrated
+ * for tierd's calls (kernel_migrations.succeeded), as of the last epoch. */
+static void moved_counts(char *js, size_t len, long long *tierd_pages, long long *kernel_pages)
+{
+	assert_true(status_fetch(sock, js, len) > 0);
+	*tierd_pages = json_int(js, "\"migration\"", "promoted") + json_int(js, "\"migration\"", "demoted");
+	*kernel_pages = json_int(js, "\"kernel_migrations\"", "succeeded");
+}
+
 static void run_case(enum tier_kind kind, size_t bytes, uint64_t hot_pages)
 {
+	long long t0, k0, t1 = 0, k1 = 0, sub;
 	struct tier_options o = { .kind = kind, .size = bytes, .socket_path = sock, .name = "vm" };
 	struct tier_segment *seg;
 	struct vm_work w;
-	char js[16384];
+	char js[65536];
 	uint64_t a, b;
 	double s1, s2, fast_share_cold;
 
 	if (tierd <= 0)
 		skip();
 	assert_int_equal(tier_segment_create(&o, &seg), 0);
+	moved_counts(js, sizeof(js), &t0, &k0);
 	vm_work_place(&w, tier_segment_addr(seg), tier_segment_memfd(seg), tier_segment_page_size(seg),
 		      tier_segment_size(seg) / tier_segment_page_size(seg), slow_node);
 	assert_int_equal(tier_segment_wait_tracked(seg, 10000), 0);
@@ -92,6 +105,24 @@ static void run_case(enum tier_kind kind, size_t bytes, uint64_t hot_pages)
 	assert_true(s1 >= 0.95);
 	assert_true(s2 >= 0.95);
 	assert_true(fast_share_cold <= 0.5); /* demoted to make room */
+
+	/* The kernel's own count (read each epoch): a base page per 4 KiB page, 512 per 2 MiB one.
+	 * tierd counts a page as moved when move_pages reports it on the target node, so the two
+	 * agree once an epoch has passed without a pass in between; poll for that. */
+	assert_non_null(strstr(js, "\"migrate\":\"on\""));
+	sub = (long long)(w.page_size / 4096);
+	for (int i = 0; i < 50; i++) {
+		moved_counts(js, sizeof(js), &t1, &k1);
+		if ((k1 - k0) == (t1 - t0) * sub)
+			break;
+		msleep(100);
+	}
+	print_message("tierd moved %lld pages; the kernel reported %lld base pages migrated for it "
+		      "(%lld failed, %lld migrate_pages calls since tierd started)\n",
+		      t1 - t0, k1 - k0, json_int(js, "\"kernel_migrations\"", "failed"),
+		      json_int(js, "\"kernel_migrations\"", "calls"));
+	assert_true(t1 - t0 > 0);
+	assert_true(k1 - k0 == (t1 - t0) * sub);
 	/* Within budget: tracked memory on the fast node stays under the budget. */
 	assert_true(vm_share_on(w.fd, w.page_size, 0, w.npages, 0) * (double)bytes <=
 		    atof(BUDGET_MIB) * 1048576.0 * 1.01);
