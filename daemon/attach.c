@@ -26,6 +26,10 @@
 #include "host.h"
 #include "manager.h"
 
+/* An idle attachment is armed every 2^IDLE_MAX_SHIFT epochs at least (manager.h, struct
+ * attachment). */
+#define IDLE_MAX_SHIFT 4
+
 /* (window, attachment) pairs armed per epoch, all segments together. Each costs a
  * UFFDIO_REGISTER now and an UNREGISTER + WAKE at close (3-15 us each) and the client a zap: with
  * 1000 processes attached to one segment, arming every window in every one of them took tierd
@@ -485,8 +489,16 @@ static void close_windows(struct manager *m, struct segment *seg)
 	}
 	region_set_commit(&seg->regions);
 	seg->nwindows = 0;
-	for (struct attachment *a = seg->attachments; a; a = a->seg_next)
+	for (struct attachment *a = seg->attachments; a; a = a->seg_next) {
+		if (a->armed && a->faults == a->faults_at_arm) {
+			if (a->idle < IDLE_MAX_SHIFT)
+				a->idle++;
+			a->rest = (uint8_t)((1u << a->idle) - 1);
+		} else if (a->armed) {
+			a->idle = a->rest = 0;
+		}
 		a->armed = false;
+	}
 }
 
 /* Sends a ZAP of z->nranges ranges. Returns 0, -EAGAIN when the client's socket is full (skipped:
@@ -615,6 +627,7 @@ static void arm_windows(struct manager *m, struct segment *seg, size_t budget, s
 	uint64_t ps = seg->page_size;
 	struct attachment *a, *next;
 	unsigned skip, take;
+	bool any = false;
 
 	pick_windows(m, seg, budget);
 	for (size_t i = 0; i < seg->nwindows; i++) {
@@ -654,7 +667,14 @@ static void arm_windows(struct manager *m, struct segment *seg, size_t budget, s
 		 * slow or stuck, and its socket must not fill up. */
 		if (a->dead || a->zaps_in_flight >= m->cfg.max_zaps_in_flight)
 			continue;
+		if (a->rest) {
+			a->rest--;
+			m->stats.zaps_rested++;
+			continue;
+		}
+		any = true;
 		a->armed = true;
+		a->faults_at_arm = a->faults;
 		z->nranges = 0;
 		for (size_t i = 0; i < seg->nwindows && z->nranges < TIERD_ZAP_MAX_RANGES; i++) {
 			const struct region_window *w = &seg->windows[i];
@@ -667,6 +687,15 @@ static void arm_windows(struct manager *m, struct segment *seg, size_t budget, s
 		/* A full socket skips this epoch for it: the windows close as usual. */
 		if (z->nranges)
 			(void)send_zap(m, a, z, &seq);
+	}
+	/* Every attachment resting: nobody was zapped, so no fault can come, and recording the
+	 * windows would score their regions cold when they were only not looked at. */
+	if (!any) {
+		for (size_t i = 0; i < seg->nwindows; i++)
+			for (uint64_t p = seg->windows[i].start;
+			     p < seg->windows[i].start + seg->windows[i].npages; p++)
+				seg->pages[p].flags &= (uint16_t)~PS_ARMED;
+		seg->nwindows = 0;
 	}
 }
 

@@ -566,7 +566,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 ",\"continue_eexist\":%" PRIu64 ",\"continue_retries\":%" PRIu64
 		 ",\"continue_absent\":%" PRIu64
 		 ",\"wake_after_unregister\":%" PRIu64 ",\"windows_armed\":%" PRIu64
-		 ",\"windows_closed\":%" PRIu64 ",\"zaps_sent\":%" PRIu64 ",\"zaps_skipped\":%" PRIu64 ",\"zap_acks\":%" PRIu64
+		 ",\"windows_closed\":%" PRIu64 ",\"zaps_sent\":%" PRIu64 ",\"zaps_skipped\":%" PRIu64 ",\"zaps_rested\":%" PRIu64 ",\"zap_acks\":%" PRIu64
 		 ",\"zap_errors\":%" PRIu64 ",\"clients_accepted\":%" PRIu64
 		 ",\"clients_refused\":%" PRIu64 ",\"clients_dropped\":%" PRIu64
 		 ",\"attach_refused\":%" PRIu64 ",\"register_errors\":%" PRIu64 "},\"tiers\":%u,\"migration\":{\"enabled\":%s"
@@ -581,7 +581,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 m->epoch, m->topo.nnodes, m->cfg.epoch_ms, m->cfg.max_windows, m->cfg.rate_limit_mbps,
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", m->cfg.migrate ? "true" : "false", m->nclients, s->faults, s->first_touch_faults,
 		 s->continue_eexist, s->continue_retries, s->continue_absent, s->wake_after_unregister, s->windows_armed,
-		 s->windows_closed, s->zaps_sent, s->zaps_skipped, s->zap_acks, s->zap_errors, s->clients_accepted,
+		 s->windows_closed, s->zaps_sent, s->zaps_skipped, s->zaps_rested, s->zap_acks, s->zap_errors, s->clients_accepted,
 		 s->clients_refused, s->clients_dropped, s->attach_refused, s->register_errors,
 		 m->topo.ntiers, m->cfg.migrate && m->topo.ntiers > 1 ? "true" : "false",
 		 m->mstats.promoted, m->mstats.demoted, m->mstats.bytes_moved, m->mstats.calls, m->mstats.move_usec,

@@ -115,6 +115,12 @@ struct attachment {
 	uint64_t batch_seq;    /* seq of the ZAP of its segment's migration batch */
 	bool batch_waiting;    /* that ZAP is not acknowledged yet */
 	bool armed;            /* got this epoch's windows (registered/zapped): close them */
+	/* Idle backoff: an attachment whose windows brought no fault (a process that does not touch
+	 * the segment, like PostgreSQL's postmaster) is armed every 2nd, 4th, ... 16th epoch only:
+	 * its zaps cost it TLB flushes and mmap_lock time and tell tierd nothing. */
+	uint64_t faults_at_arm;
+	uint8_t idle;          /* armed epochs in a row without a fault, up to IDLE_MAX_SHIFT */
+	uint8_t rest;          /* epochs to skip before it is armed again */
 	bool dead;
 	struct attachment *seg_next, *client_next, *grave_next;
 };
@@ -164,7 +170,7 @@ struct manager_stats {
 	double fault_lat_sum_s;
 	uint64_t faults, first_touch_faults, continue_eexist, continue_retries, continue_absent;
 	uint64_t wake_after_unregister;
-	uint64_t windows_armed, windows_closed, zaps_sent, zaps_skipped, zap_acks, zap_errors;
+	uint64_t windows_armed, windows_closed, zaps_sent, zaps_skipped, zaps_rested, zap_acks, zap_errors;
 	uint64_t clients_accepted, clients_refused, clients_dropped, attach_refused;
 	uint64_t register_errors, epochs;
 	uint64_t batches, batch_timeouts, faults_held; /* zap-then-move batches */

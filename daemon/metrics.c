@@ -207,6 +207,9 @@ int manager_metrics(const struct manager *m, char *buf, size_t len)
 	counter(&o, "tierd_zaps_total", "ZAP requests sent to clients.", s->zaps_sent);
 	counter(&o, "tierd_zaps_skipped_total", "ZAP requests skipped (client socket full or behind).",
 		s->zaps_skipped);
+	counter(&o, "tierd_zaps_rested_total",
+		"ZAP requests not sent to idle attachments (no fault from their recent windows).",
+		s->zaps_rested);
 
 	family(&o, "tierd_pages_migrated_total", "counter",
 	       "Pages tierd moved, by source and target node, page size and direction.");

@@ -311,6 +311,19 @@ static void track_case(const char *kind, const char *mib, int nchild, bool as_no
 	/* Every process attaches: the parent at mmap, each child from its atfork handler. */
 	id = wait_segment(nchild + 1, true, -1, 15000);
 	assert_true(id > 0);
+	/* The parent waits on stdin and never touches the mapping: tierd rests its windows. */
+	{
+		uint64_t deadline = mono_usec() + 10000000;
+		char js[16384];
+		long long rested = 0;
+
+		while (rested <= 0 && mono_usec() < deadline) {
+			msleep(50);
+			if (status_fetch(sock, js, sizeof(js)) > 0)
+				rested = json_int(js, NULL, "zaps_rested");
+		}
+		assert_true(rested > 0);
+	}
 	check_threads_block_signals(a.pid);
 	if (as_nobody) {
 		pid_t kids[64];
