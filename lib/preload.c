@@ -17,7 +17,7 @@
  * no huge pages for the alias) stays a perfectly good shared mapping, only untracked.
  *
  * Knobs (read once, at the first call): TIERD_PRELOAD=0 turns the shim off; TIERD_MIN_BYTES (bytes,
- * K/M/G suffixes; default 64M); TIERD_PRELOAD_KINDS = all | hugetlb | shmem; TIERD_PRELOAD_VERBOSE=1
+ * K/M/G suffixes; default 64M); TIERD_PRELOAD_KINDS = hugetlb (default) | all | shmem; TIERD_PRELOAD_VERBOSE=1
  * says what it replaced on stderr; libtier's TIERD_SOCKET, TIERD_HANG_TIMEOUT_MS and TIERD_QUIET.
  */
 #include "tierd/tier.h"
@@ -183,14 +183,16 @@ static void shim_init(void)
 		}
 		shim.commit_strict = c == '2';
 	}
-	shim.kinds = KINDS_ALL;
+	/* Huge pages by default: tracking a forking server's 4 KiB shared memory costs it a large
+	 * share of its throughput (docs/postgres.md), which its operator must choose. */
+	shim.kinds = KINDS_HUGETLB;
 	e = getenv("TIERD_PRELOAD_KINDS");
-	if (e && strcmp(e, "hugetlb") == 0)
-		shim.kinds = KINDS_HUGETLB;
+	if (e && strcmp(e, "all") == 0)
+		shim.kinds = KINDS_ALL;
 	else if (e && strcmp(e, "shmem") == 0)
 		shim.kinds = KINDS_SHMEM;
-	else if (e && *e && strcmp(e, "all") != 0)
-		say("TIERD_PRELOAD_KINDS=%s is not all, hugetlb or shmem; using all", e);
+	else if (e && *e && strcmp(e, "hugetlb") != 0)
+		say("TIERD_PRELOAD_KINDS=%s is not hugetlb, all or shmem; using hugetlb", e);
 	pthread_atfork(fork_prepare, fork_release, fork_release);
 }
 

@@ -118,6 +118,7 @@ static void app_start(struct app *a, bool as_nobody, const char *const *argv, co
 	envp[e++] = socket_env;
 	envp[e++] = "TIERD_MIN_BYTES=8M";
 	envp[e++] = "TIERD_QUIET=1";
+	envp[e++] = "TIERD_PRELOAD_KINDS=all"; /* 4 KiB cases too (the default is hugetlb) */
 	envp[e] = NULL;
 
 	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
@@ -471,12 +472,13 @@ static void test_hygiene(void **state)
 	assert_int_equal(app_finish(&a), 0);
 }
 
-/* Private mappings, small shared ones and TIERD_PRELOAD=0 are left alone. */
+/* Private mappings, small shared ones, TIERD_PRELOAD=0 and 4 KiB ones by default are left alone. */
 static void test_left_alone(void **state)
 {
 	const char *skip_argv[] = { "skip", "64", NULL };
 	const char *errno_argv[] = { "errno", "shmem", "64", NULL };
 	const char *off[] = { "TIERD_PRELOAD=0", NULL };
+	const char *huge_only[] = { "TIERD_PRELOAD_KINDS=hugetlb", NULL };
 	char rest[256];
 	struct app a;
 
@@ -489,6 +491,12 @@ static void test_left_alone(void **state)
 	assert_int_equal(app_finish(&a), 0);
 
 	app_start(&a, false, errno_argv, off);
+	app_expect(&a, "OK ", rest, sizeof(rest));
+	assert_non_null(strstr(rest, "/dev/zero"));
+	assert_int_equal(app_finish(&a), 0);
+
+	/* The default kinds: huge pages only. */
+	app_start(&a, false, errno_argv, huge_only);
 	app_expect(&a, "OK ", rest, sizeof(rest));
 	assert_non_null(strstr(rest, "/dev/zero"));
 	assert_int_equal(app_finish(&a), 0);

@@ -19,6 +19,8 @@ COMMIT=${BENCH_COMMIT:-$(git rev-parse --short --verify -q HEAD 2>/dev/null || e
 WHERE=${BENCH_WHERE:-host}
 
 pg_setup
+# tierd on its defaults (the tests' private tierd samples twice as often).
+PG_TIERD_ARGS=${PG_TIERD_ARGS-}
 tierd_start
 pgenv=()
 pgctl start || die "PostgreSQL did not start: $(tail -5 "$pgdir/pg.log")"
@@ -34,7 +36,8 @@ tps_of() { awk '/^tps/ {print $3; exit}' "$1"; }
 run_once() {
 	local mode=$1 faults=0 maps=0 pm n
 	if [ "$mode" = shim ]; then
-		pgenv=(LD_PRELOAD="$SHIM" TIERD_SOCKET="$sock")
+		# TIERD_PRELOAD_KINDS=all: the 4 KiB rounds measure what tracking them costs.
+		pgenv=(LD_PRELOAD="$SHIM" TIERD_SOCKET="$sock" TIERD_PRELOAD_KINDS=all)
 	else
 		pgenv=()
 	fi
