@@ -33,6 +33,7 @@ tierd_args=${PG_TIERD_ARGS:-}
 # No LLVM JIT in the guest's initramfs.
 PG_EXTRA_CONF="jit = off"
 . tests/pg/lib.sh
+BENCH_NAME=pgbench_numa
 ROUNDS=${PG_ROUNDS:-3}
 WARM=${PG_WARM_SECONDS:-20}
 SECS=${PG_SECONDS:-12}
@@ -56,7 +57,6 @@ q "create extension if not exists pg_prewarm" >/dev/null
 say "pgbench -i -s $SCALE took $((SECONDS - t0)) s; pgbench_accounts $(q "select pg_size_pretty(pg_relation_size('pgbench_accounts'))"), index $(q "select pg_size_pretty(pg_relation_size('pgbench_accounts_pkey'))")"
 pgctl stop -m fast || die "PostgreSQL did not stop"
 
-tps_of() { awk '/^tps/ {print $3; exit}' "$1"; }
 # Huge pages in use (allocated) on node $1.
 used_on() { echo $(($(cat "$(hp "$1" nr_hugepages)") - $(cat "$(hp "$1" free_hugepages)"))); }
 # The pools for a run: none on the fast node, the buffer pool + headroom on the slow one.
@@ -123,15 +123,6 @@ run_once() {
 	RES="$(tps_of "$tmp/run.log") $(tps_of "$tmp/warm.log") $f $s ${promoted:-0} ${demoted:-0} ${faults:-0} $cpu"
 }
 
-median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-emit() { # metric value baseline unit n spread note
-	awk -v b=pgbench_numa -v m="$1" -v v="$2" -v base="$3" -v u="$4" -v n="$5" -v s="$6" -v note="$7" \
-		-v w="$WHERE" -v c="$COMMIT" 'BEGIN {
-		printf "{\"bench\":\"%s\",\"metric\":\"%s\",\"value\":%.6g,\"baseline\":%.6g,\"ratio\":%.4g,", b, m, v, base, base ? v / base : 0
-		printf "\"unit\":\"%s\",\"n\":%d,\"spread\":\"%s\",\"where\":\"%s\",\"commit\":\"%s\",\"note\":\"%s\"}\n", u, n, s, w, c, note
-	}' >>"$RESULTS"
-	say "$1: $(awk -v v="$2" -v b="$3" 'BEGIN {printf "%.3f vs %.3f, ratio %.3f", v, b, b ? v / b : 0}') ($6)"
-}
 
 declare -A tps warm share desc
 variants=(plain tierd track nb)

@@ -12,6 +12,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 PG_WHO=bench/pgbench
 . tests/pg/lib.sh
+BENCH_NAME=pgbench
 ROUNDS=${PG_ROUNDS:-3}
 SECS=${PG_SECONDS:-8}
 RESULTS=${PG_RESULTS:-bench/results/core.jsonl}
@@ -28,7 +29,6 @@ pgb -i -q -s "$SCALE" >"$tmp/init.log" 2>&1 || die "pgbench -i failed: $(tail -3
 q "create extension if not exists pg_prewarm" >/dev/null
 pgctl stop -m fast || die "PostgreSQL did not stop"
 
-tps_of() { awk '/^tps/ {print $3; exit}' "$1"; }
 
 # One run: "TPS CONNECT_TPS FAULTS MAPS" for mode plain|shim; MAPS = the postmaster's most
 # /proc/PID/maps lines seen during the select-only run (sampling windows split its VMAs, and fork
@@ -61,17 +61,8 @@ run_once() {
 	echo "$(tps_of "$tmp/run.log") $(tps_of "$tmp/conn.log") ${faults:-0} $maps" >"$tmp/once"
 }
 
-median() { tr ' ' '\n' | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 range() { tr ' ' '\n' | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.0f-%.0f", lo, hi}'; }
 
-emit() { # metric value baseline unit n spread note
-	awk -v b=pgbench -v m="$1" -v v="$2" -v base="$3" -v u="$4" -v n="$5" -v s="$6" -v note="$7" \
-		-v w="$WHERE" -v c="$COMMIT" 'BEGIN {
-		printf "{\"bench\":\"%s\",\"metric\":\"%s\",\"value\":%.6g,\"baseline\":%.6g,\"ratio\":%.4g,", b, m, v, base, base ? v / base : 0
-		printf "\"unit\":\"%s\",\"n\":%d,\"spread\":\"%s\",\"where\":\"%s\",\"commit\":\"%s\",\"note\":\"%s\"}\n", u, n, s, w, c, note
-	}' >>"$RESULTS"
-	say "$1: $(awk -v v="$2" -v b="$3" 'BEGIN {printf "%.1f vs %.1f, ratio %.3f", v, b, b ? v / b : 0}') ($6)"
-}
 
 mkdir -p "$(dirname "$RESULTS")"
 for pages in huge 4k; do

@@ -103,6 +103,19 @@ wait_no_segment() {
 }
 hugeinfo() { grep -E "HugePages_(Total|Free|Rsvd|Surp)" /proc/meminfo | tr -s ' \n' ' '; }
 
+# For the benches (tests/pg/bench*.sh), which set BENCH_NAME, RESULTS, WHERE and COMMIT.
+tps_of() { awk '/^tps/ {print $3; exit}' "$1"; }
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# One JSON line (ARCHITECTURE.md §6): emit METRIC VALUE BASELINE UNIT N SPREAD NOTE.
+emit() {
+	awk -v b="$BENCH_NAME" -v m="$1" -v v="$2" -v base="$3" -v u="$4" -v n="$5" -v s="$6" -v note="$7" \
+		-v w="$WHERE" -v c="$COMMIT" 'BEGIN {
+		printf "{\"bench\":\"%s\",\"metric\":\"%s\",\"value\":%.6g,\"baseline\":%.6g,\"ratio\":%.4g,", b, m, v, base, base ? v / base : 0
+		printf "\"unit\":\"%s\",\"n\":%d,\"spread\":\"%s\",\"where\":\"%s\",\"commit\":\"%s\",\"note\":\"%s\"}\n", u, n, s, w, c, note
+	}' >>"$RESULTS"
+	say "$1: $(awk -v v="$2" -v b="$3" 'BEGIN {printf "%.6g vs %.6g, ratio %.3f", v, b, b ? v / b : 0}') ($6)"
+}
+
 
 # Temp dir, cluster (initdb + configuration), huge page pool. Sets tmp, SHIM, pgdir, data, sock,
 # port, need (huge pages of PostgreSQL's shared memory). tierd_start starts tierd.
