@@ -630,17 +630,11 @@ static void arm_windows(struct manager *m, struct segment *seg, size_t budget, s
 	bool any = false;
 
 	pick_windows(m, seg, budget);
-	for (size_t i = 0; i < seg->nwindows; i++) {
-		const struct region_window *w = &seg->windows[i];
-
-		for (uint64_t p = w->start; p < w->start + w->npages; p++)
-			seg->pages[p].flags = (uint16_t)((seg->pages[p].flags & ~PS_HIT) | PS_ARMED);
-		m->stats.windows_armed++;
-	}
-
 	/* This segment's share of the pairs budget: `take` attachments from the cursor on. */
-	if (!seg->nwindows || !seg->nattach)
+	if (!seg->nwindows || !seg->nattach) {
+		seg->nwindows = 0;
 		return;
+	}
 	take = (unsigned)(ARM_PAIRS_PER_EPOCH / nsegs / seg->nwindows);
 	if (take == 0)
 		take = 1;
@@ -689,13 +683,18 @@ static void arm_windows(struct manager *m, struct segment *seg, size_t budget, s
 			(void)send_zap(m, a, z, &seq);
 	}
 	/* Every attachment resting: nobody was zapped, so no fault can come, and recording the
-	 * windows would score their regions cold when they were only not looked at. */
+	 * windows would score their regions cold when they were only not looked at. Otherwise
+	 * the pages count as armed from here (their faults are read after this returns). */
 	if (!any) {
-		for (size_t i = 0; i < seg->nwindows; i++)
-			for (uint64_t p = seg->windows[i].start;
-			     p < seg->windows[i].start + seg->windows[i].npages; p++)
-				seg->pages[p].flags &= (uint16_t)~PS_ARMED;
 		seg->nwindows = 0;
+		return;
+	}
+	for (size_t i = 0; i < seg->nwindows; i++) {
+		const struct region_window *w = &seg->windows[i];
+
+		for (uint64_t p = w->start; p < w->start + w->npages; p++)
+			seg->pages[p].flags = (uint16_t)((seg->pages[p].flags & ~PS_HIT) | PS_ARMED);
+		m->stats.windows_armed++;
 	}
 }
 
