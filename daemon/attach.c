@@ -455,7 +455,7 @@ static void keep_closed(struct segment *seg)
 
 static void close_windows(struct manager *m, struct segment *seg)
 {
-	uint64_t ps = seg->page_size;
+	uint64_t ps = seg->page_size, seg_hits = 0;
 
 	keep_closed(seg);
 	for (size_t i = 0; i < seg->nwindows; i++) {
@@ -468,6 +468,7 @@ static void close_windows(struct manager *m, struct segment *seg)
 			seg->pages[p].flags &= (uint16_t) ~(PS_ARMED | PS_HIT);
 		}
 		region_set_record(&seg->regions, w, hits);
+		seg_hits += hits;
 		seg->windows_closed++;
 		m->stats.windows_closed++;
 
@@ -489,13 +490,15 @@ static void close_windows(struct manager *m, struct segment *seg)
 	}
 	region_set_commit(&seg->regions);
 	seg->nwindows = 0;
+	/* Idle means: others touched these windows and this process did not. A process alone on
+	 * its segment, or windows nobody touched, say nothing about it. */
 	for (struct attachment *a = seg->attachments; a; a = a->seg_next) {
-		if (a->armed && a->faults == a->faults_at_arm) {
+		if (a->armed && a->faults != a->faults_at_arm) {
+			a->idle = a->rest = 0;
+		} else if (a->armed && seg_hits) {
 			if (a->idle < IDLE_MAX_SHIFT)
 				a->idle++;
 			a->rest = (uint8_t)((1u << a->idle) - 1);
-		} else if (a->armed) {
-			a->idle = a->rest = 0;
 		}
 		a->armed = false;
 	}
