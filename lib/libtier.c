@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "errtext.h"
 #include "uffd.h"
 
 #define DEFAULT_HANG_TIMEOUT_MS 2000u
@@ -271,7 +272,7 @@ static int attach_once(struct tier_segment *seg, unsigned *heartbeat_ms)
 	sock = connect_daemon(seg->socket_path);
 	if (sock < 0) {
 		set_error(seg, sock, "cannot connect to tierd at %s: %s", seg->socket_path,
-			  strerror(-sock));
+			  errtext(-sock));
 		return sock;
 	}
 	publish_fds(seg, sock, -1);
@@ -281,7 +282,7 @@ static int attach_once(struct tier_segment *seg, unsigned *heartbeat_ms)
 	r = say_hello(seg->msgbuf, sock, seg->stop_fd, uffd == -EPERM ? TIERD_HELLO_WANT_UFFD_DEV : 0, &w, &devfd,
 		      seg->hang_timeout_ms);
 	if (r < 0) {
-		set_error(seg, r, "tierd at %s did not greet: %s", seg->socket_path, strerror(-r));
+		set_error(seg, r, "tierd at %s did not greet: %s", seg->socket_path, errtext(-r));
 		goto fail;
 	}
 	if (uffd == -EPERM) {
@@ -308,7 +309,7 @@ static int attach_once(struct tier_segment *seg, unsigned *heartbeat_ms)
 			uffd_describe_missing(hs.missing, why, sizeof(why));
 			set_error(seg, r, "%s", why);
 		} else {
-			set_error(seg, r, "cannot create a userfaultfd: %s", strerror(-r));
+			set_error(seg, r, "cannot create a userfaultfd: %s", errtext(-r));
 		}
 		goto fail;
 	}
@@ -318,7 +319,7 @@ static int attach_once(struct tier_segment *seg, unsigned *heartbeat_ms)
 	proto_init(&at.hdr, TIERD_MSG_ATTACH, sizeof(at), 2);
 	r = proto_send(sock, &at, sizeof(at), (int[]){ seg->memfd, uffd }, 2);
 	if (r < 0) {
-		set_error(seg, r, "sending ATTACH: %s", strerror(-r));
+		set_error(seg, r, "sending ATTACH: %s", errtext(-r));
 		goto fail;
 	}
 	n = wait_reply(sock, seg->stop_fd, TIERD_MSG_ATTACHED, buf, fds, &nfds, seg->hang_timeout_ms);
@@ -326,7 +327,7 @@ static int attach_once(struct tier_segment *seg, unsigned *heartbeat_ms)
 	if (n <= 0) {
 		r = n == 0 ? 1 : (int)n;
 		if (r < 0)
-			set_error(seg, r, "waiting for ATTACHED: %s", strerror(-r));
+			set_error(seg, r, "waiting for ATTACHED: %s", errtext(-r));
 		goto fail;
 	}
 	if (rep->status < 0) {

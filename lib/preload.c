@@ -21,6 +21,7 @@
  * says what it replaced on stderr; libtier's TIERD_SOCKET, TIERD_HANG_TIMEOUT_MS and TIERD_QUIET.
  */
 #include "tierd/tier.h"
+#include "errtext.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -311,7 +312,7 @@ static void *replace(void *addr, size_t len, int prot, int flags)
 	if (r < 0) {
 		/* Still a good shared mapping; only tierd will not see it. */
 		if (shim.verbose)
-			say("%zu-byte mapping at %p replaced but not tracked: %s", size, p, strerror(-r));
+			say("%zu-byte mapping at %p replaced but not tracked: %s", size, p, errtext(-r));
 		close(fd);
 		seg = NULL;
 	} else if (shim.verbose) {

@@ -6,9 +6,13 @@
  *   - tierd killed with SIGKILL while clients fault: they resume, then re-attach to a new tierd;
  *   - tierd SIGSTOPped (hung): the control thread notices missed heartbeats, detaches on its own
  *     side and releases blocked faults; it re-attaches once tierd runs again;
- *   - a client killed mid-fault: tierd keeps serving the others and releases the dead one.
+ *   - a client killed mid-fault: tierd keeps serving the others and releases the dead one;
+ *   - no tierd at all while the application forks: libtier's retrying control thread never
+ *     leaves a child holding a C library lock that fork(2) does not reset.
  */
 #include <errno.h>
+#include <libintl.h>
+#include <locale.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,12 +21,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
+#include "tierd/tier.h"
 
 static char sock[128];
 static bool have_huge;
@@ -193,12 +200,107 @@ static void test_client_killed_mid_fault(void **state)
 	daemon_stop(d);
 }
 
+/*
+ * Each fork below lands while the child's new control thread makes its first attach attempt and
+ * fails (connect refused by a socket nobody listens on). The grandchild then does what a
+ * PostgreSQL backend does early: bind_textdomain_codeset and setlocale, which take glibc's
+ * gettext and locale locks as writers. With strerror(3) in that error path (CI, 2026-11-26: a
+ * PostgreSQL child stuck, the server never shut down) 3 % of the grandchildren blocked forever.
+ * Returns the number of stuck grandchildren (the first one stops the run).
+ */
+static int fork_storm(const char *stale, int iters)
+{
+	struct tier_options o = { .kind = TIER_SHMEM, .size = 1 << 20, .socket_path = stale };
+	struct tier_segment *seg;
+
+	setenv("TIERD_CHILD_ATTACH_DELAY_MS", "0", 1);
+	setenv("TIERD_QUIET", "1", 1);
+	setlocale(LC_ALL, "C.UTF-8");
+	if (tier_segment_create(&o, &seg) < 0)
+		return -1;
+	for (int i = 0; i < iters; i++) {
+		pid_t c = fork();
+		int st;
+
+		if (c == 0) {
+			pid_t g;
+
+			usleep((unsigned)(i % 64)); /* spread the fork over the thread's first steps */
+			g = fork();
+			if (g == 0) {
+				bind_textdomain_codeset("tierd-test", "UTF-8");
+				setlocale(LC_COLLATE, "C.UTF-8");
+				_exit(0);
+			}
+			_exit(g > 0 && wait_exit(g, 2000) == 0 ? 0 : 1);
+		}
+		if (c < 0 || waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void test_fork_while_retrying(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int s = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	pid_t p;
+
+	(void)state;
+	harness_stop_daemons();
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/stale.sock", harness_dir());
+	unlink(sa.sun_path);
+	assert_true(s >= 0);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(s); /* the file stays, connect() is refused: a tierd that died */
+	p = fork();
+	if (p == 0)
+		_exit(fork_storm(sa.sun_path, 300) == 0 ? 0 : 1);
+	/* wait_exit: the exit code, or negative when it did not end in time. */
+	assert_int_equal(wait_exit(p, 60000), 0);
+}
+
+/* The same rule, checked on the binaries: neither library imports a function that translates
+ * through gettext or takes the locale lock. (printf's %m does too; lib/ does not use it.) */
+static void test_fork_safe_imports(void **state)
+{
+	static const char *const banned[] = { "strerror",  "strerror_r", "strerror_l", "__xpg_strerror_r",
+					      "perror",    "strsignal",  "psignal",    "setlocale",
+					      "newlocale", "gettext",    "dgettext",   "dcgettext",
+					      "gai_strerror", "syslog",  "vsyslog" };
+	const char *libs[] = { "libtier.so.1", "libtier-preload.so" };
+
+	(void)state;
+	for (size_t l = 0; l < sizeof(libs) / sizeof(libs[0]); l++) {
+		char cmd[600], line[256];
+		int n = 0;
+		FILE *f;
+
+		snprintf(cmd, sizeof(cmd), "nm -D --undefined-only '%s'", harness_bin(libs[l]));
+		f = popen(cmd, "r");
+		assert_non_null(f);
+		while (fgets(line, sizeof(line), f)) {
+			char *name = strrchr(line, ' ');
+
+			name = name ? name + 1 : line;
+			name[strcspn(name, "@\n")] = '\0';
+			n++;
+			for (size_t b = 0; b < sizeof(banned) / sizeof(banned[0]); b++)
+				if (strcmp(name, banned[b]) == 0)
+					fail_msg("%s imports %s", libs[l], name);
+		}
+		assert_int_equal(pclose(f), 0);
+		assert_true(n > 10); /* nm did list the imports */
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_kill9_shmem),       cmocka_unit_test(test_kill9_hugetlb),
 		cmocka_unit_test(test_sigstop_shmem),     cmocka_unit_test(test_sigstop_hugetlb),
 		cmocka_unit_test(test_tierd_gone_for_good), cmocka_unit_test(test_client_killed_mid_fault),
+		cmocka_unit_test(test_fork_while_retrying), cmocka_unit_test(test_fork_safe_imports),
 	};
 
 	if (geteuid() != 0) {
