@@ -55,7 +55,7 @@ t0=$SECONDS
 pgb -i -q -s "$SCALE" >"$tmp/init.log" 2>&1 || die "pgbench -i failed: $(tail -3 "$tmp/init.log")"
 q "create extension if not exists pg_prewarm" >/dev/null
 say "pgbench -i -s $SCALE took $((SECONDS - t0)) s; pgbench_accounts $(q "select pg_size_pretty(pg_relation_size('pgbench_accounts'))"), index $(q "select pg_size_pretty(pg_relation_size('pgbench_accounts_pkey'))")"
-pgctl stop -m fast || die "PostgreSQL did not stop"
+pgstop || die "PostgreSQL did not stop"
 
 # Huge pages in use (allocated) on node $1.
 used_on() { echo $(($(cat "$(hp "$1" nr_hugepages)") - $(cat "$(hp "$1" free_hugepages)"))); }
@@ -114,7 +114,7 @@ run_once() {
 	fi
 	say "  $v: at the end: huge pages in use node $fast $f, node $slow $s (the postmaster's own page tables map $maps)"
 	echo 0 >$NB
-	pgctl stop -m fast || die "PostgreSQL ($v) did not stop"
+	pgstop || die "PostgreSQL ($v) did not stop"
 	if [ -n "$tierd_pid" ]; then
 		kill "$tierd_pid" 2>/dev/null
 		wait "$tierd_pid" 2>/dev/null

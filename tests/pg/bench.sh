@@ -27,7 +27,7 @@ pgenv=()
 pgctl start || die "PostgreSQL did not start: $(tail -5 "$pgdir/pg.log")"
 pgb -i -q -s "$SCALE" >"$tmp/init.log" 2>&1 || die "pgbench -i failed: $(tail -3 "$tmp/init.log")"
 q "create extension if not exists pg_prewarm" >/dev/null
-pgctl stop -m fast || die "PostgreSQL did not stop"
+pgstop || die "PostgreSQL did not stop"
 
 
 # One run: "TPS CONNECT_TPS FAULTS MAPS" for mode plain|shim; MAPS = the postmaster's most
@@ -56,7 +56,7 @@ run_once() {
 	wait $! || die "pgbench -S ($mode) failed: $(tail -3 "$tmp/run.log")"
 	pgb -S -C -c 2 -j 2 -T 5 -n >"$tmp/conn.log" 2>&1 || die "pgbench -S -C ($mode) failed: $(tail -3 "$tmp/conn.log")"
 	[ "$mode" = shim ] && faults=$(tctl segments | awk 'NR == 2 {print $6}')
-	pgctl stop -m fast || die "PostgreSQL ($mode) did not stop"
+	pgstop || die "PostgreSQL ($mode) did not stop"
 	wait_no_segment || die "tierd still tracks a segment after PostgreSQL stopped"
 	echo "$(tps_of "$tmp/run.log") $(tps_of "$tmp/conn.log") ${faults:-0} $maps" >"$tmp/once"
 }

@@ -45,6 +45,20 @@ else
 	asuser() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
 fi
 pgctl() { asuser env "${pgenv[@]}" "$PGBIN/pg_ctl" -D "$data" -l "$pgdir/pg.log" -w -t 60 "$@" >/dev/null; }
+# A fast shutdown; when it does not finish, says which server processes are stuck where (kernel
+# stack, and the user stack when gdb is here), ends the server with an immediate stop and fails.
+pgstop() {
+	pgctl stop -m fast && return 0
+	say "PostgreSQL did not stop within 60 s; its processes:"
+	for p in $(pgrep -u postgres -f "$PGBIN/postgres|postgres:" 2>/dev/null); do
+		say "  $p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-80) state=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) wchan=$(cat "/proc/$p/wchan" 2>/dev/null)"
+		sed 's/^/      k: /' "/proc/$p/stack" 2>/dev/null | head -8
+		command -v gdb >/dev/null &&
+			timeout 30 gdb -q -batch -p "$p" -ex "thread apply all bt 12" 2>/dev/null | grep -E '^(#|Thread)' | sed 's/^/      /' | head -40
+	done
+	asuser "$PGBIN/pg_ctl" -D "$data" -m immediate -w -t 30 stop >/dev/null 2>&1
+	return 1
+}
 q() { asuser timeout 120 "$PGBIN/psql" -h "$pgdir/run" -p $port -d postgres -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 pgb() { asuser timeout 300 "$PGBIN/pgbench" -h "$pgdir/run" -p $port "$@" postgres; }
 huge_free() { awk '/HugePages_Free/ {print $2}' /proc/meminfo; }

@@ -39,7 +39,7 @@ used_before=$(huge_used)
 pgb -i -q -s "$SCALE" >"$tmp/pgbench-init.log" 2>&1 || die "pgbench -i failed: $(tail -3 "$tmp/pgbench-init.log")"
 # Before any update: the hot rows are the first blocks of pgbench_accounts and nothing else.
 # A fresh buffer pool, so that pg_prewarm lays pgbench_accounts out block after block.
-pgctl stop -m fast || fail "PostgreSQL did not stop"
+pgstop || fail "PostgreSQL did not stop"
 wait_no_segment || fail "tierd still tracks a segment after PostgreSQL stopped: $(tctl segments | tr '\n' ';')"
 pgctl start || die "PostgreSQL did not start again: $(tail -5 "$pgdir/pg.log")"
 seg=$(wait_attached 6) || fail "after a restart the segment is not attached by 6 processes: '$seg'"
@@ -163,7 +163,7 @@ else
 	fail "pgbench failed while tierd was stopped: $(tail -3 "$tmp/pgbench-stopped.log")"
 fi
 kill -CONT "$tierd_pid"
-pgctl stop -m fast || fail "PostgreSQL did not stop"
+pgstop || fail "PostgreSQL did not stop"
 # A tierd that is stopped while PostgreSQL starts (it accepts connections and never answers).
 tierd_kill
 tierd_start
@@ -176,12 +176,12 @@ fi
 kill -CONT "$tierd_pid"
 seg=$(wait_attached 6) && ok "attached once tierd continued: segment ${seg% *}, ${seg#* } processes" ||
 	fail "PostgreSQL's processes did not attach after tierd continued: '$seg'"
-pgctl stop -m fast || fail "PostgreSQL did not stop"
+pgstop || fail "PostgreSQL did not stop"
 tierd_kill
 pgctl start || fail "PostgreSQL did not start under the shim without tierd: $(tail -5 "$pgdir/pg.log")"
 pgb -S -c 2 -T 2 -n >"$tmp/pgbench-notierd.log" 2>&1 && ok "no tierd: PostgreSQL starts and serves" ||
 	fail "pgbench failed without tierd"
-pgctl stop -m fast || fail "PostgreSQL did not stop"
+pgstop || fail "PostgreSQL did not stop"
 # Too few huge pages: the same failure as without the shim, and huge_pages=try falls back.
 [ "$(huge_free)" -ge "$need" ] || fail "huge pages not given back after PostgreSQL stopped ($(huge_free) free, need $need)"
 echo $(( $(cat $nr_file) - $(huge_free) + need / 2 )) >$nr_file
@@ -209,7 +209,7 @@ if asuser "$PGBIN/pg_amcheck" -h "$pgdir/run" -p $port -d postgres --install-mis
 else
 	fail "pg_amcheck: $(tail -5 "$tmp/amcheck.log")"
 fi
-pgctl stop -m fast || fail "PostgreSQL did not stop"
+pgstop || fail "PostgreSQL did not stop"
 
 if [ "$failures" -ne 0 ]; then
 	say "$failures check(s) FAILED"
