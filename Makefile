@@ -2,6 +2,7 @@
 #   make            build everything        make check     man lint + unit + kernel tests
 #   make demo       see tiering happen      make bench     benchmarks → bench/results/
 #   make install    DESTDIR/PREFIX aware    make help      this list
+.DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
 # Objects and test binaries are intermediate in pattern chains; keep them between runs.
 .SECONDARY:
