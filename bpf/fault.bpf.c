@@ -34,6 +34,11 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
  * or in a container they differ from the kernel's global ones). */
 const volatile __u64 pidns_dev = 0;
 const volatile __u64 pidns_ino = 0;
+/* Set when that namespace is the initial one (tierd as a systemd service): its numbers are then
+ * the kernel's own tgids, read without the namespace helper, which cost 140 ns of the program's
+ * 300 on the test host (kernel BPF run-time stats: docs/bpf.md). Clients in nested namespaces
+ * (containers) are counted too in that case: SO_PEERCRED gave tierd their global pids. */
+const volatile bool init_pidns = false;
 
 /* tgid → its ranges; written by tierd on attach/detach only. Sized for max_clients' worth of
  * processes in the loader (set before load). */
@@ -139,11 +144,15 @@ static __always_inline struct tierd_bpf_range *find_range(__u64 address, __u64 *
 	__u32 tgid;
 
 	*tracked = false;
-	/* Fails for a task whose pid namespace is not tierd's: it cannot be one of its clients
-	 * (a client in a namespace nested below tierd's is not counted either). */
-	if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
-		return NULL;
-	tgid = ns.tgid;
+	if (init_pidns) {
+		tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+	} else {
+		/* Fails for a task whose pid namespace is not tierd's: it cannot be one of its
+		 * clients (a client in a namespace nested below tierd's is not counted either). */
+		if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
+			return NULL;
+		tgid = ns.tgid;
+	}
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (!p)
 		return NULL;

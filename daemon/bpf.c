@@ -145,6 +145,10 @@ static int preflight(struct stat *pidns, char *why, size_t whylen)
 	return 0;
 }
 
+/* The inode number of the initial pid namespace (the kernel's PROC_PID_INIT_INO, fixed since
+ * 3.8; not in the uapi headers). */
+#define PID_NS_INIT_INO 0xEFFFFFFCu
+
 /* Opens the object, sizes its maps, sets its knobs and loads it; `migrate`: with the
  * migration-outcome program. On failure the object is gone again and `why` says what failed. */
 static int open_load(struct tierd_bpf *b, const struct tierd_bpf_opts *o, const struct stat *ns,
@@ -175,6 +179,7 @@ static int open_load(struct tierd_bpf *b, const struct tierd_bpf_opts *o, const 
 	/* Knobs are read-only data, fixed before load: the verifier sees them as constants. */
 	b->skel->rodata->pidns_dev = (uint64_t)ns->st_dev;
 	b->skel->rodata->pidns_ino = (uint64_t)ns->st_ino;
+	b->skel->rodata->init_pidns = ns->st_ino == PID_NS_INIT_INO && !o->pidns_helper;
 	b->skel->rodata->self_tgid = (uint32_t)getpid();
 	r = samplers_bpf__load(b->skel);
 	if (r < 0) {
@@ -583,6 +588,19 @@ int tierd_bpf_stats(const struct tierd_bpf *b, struct tierd_bpf_stats *ret)
 	if (r == 0)
 		r = stat_sum(b, TIERD_BPF_STAT_PERF_OTHER, &ret->perf_other);
 	return r;
+}
+
+int tierd_bpf_fault_runtime(const struct tierd_bpf *b, uint64_t *run_ns, uint64_t *runs)
+{
+	struct bpf_prog_info info;
+	uint32_t len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(bpf_program__fd(b->skel->progs.page_fault_user), &info, &len) < 0)
+		return -errno;
+	*run_ns = info.run_time_ns;
+	*runs = info.run_cnt;
+	return 0;
 }
 
 /* ---- migration outcomes (bpf/migrate.bpf.c) ---------------------------------------------------- */

@@ -8,6 +8,7 @@
 #ifndef TIERD_BPF_LOADER_H
 #define TIERD_BPF_LOADER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,8 @@ struct tierd_bpf_opts {
 	uint64_t seen_pages;  /* pages of all tracked ranges together (first-touch bits); 0: 1 << 24 */
 	uint32_t perf_map_entries; /* distinct pages the perf_event sampler counts per drain; 0: no
 				    * perf sampler will be started (its map gets 1 entry) */
+	bool pidns_helper;         /* ask the pid namespace helper even when tierd runs in the
+				    * initial namespace (tierd-bench compares the two) */
 };
 
 /* Counters kept in the kernel since load, summed over CPUs. */
@@ -57,6 +60,11 @@ typedef void (*tierd_bpf_sample_fn)(void *ctx, uint32_t seg, uint64_t page, uint
 int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx);
 /* The kernel-side counters since load. Returns 0 or a negative errno. */
 int tierd_bpf_stats(const struct tierd_bpf *b, struct tierd_bpf_stats *ret);
+
+/* The page-fault program's total run time and runs as the kernel counts them while its BPF
+ * run-time statistics are on (bpf_enable_stats(BPF_STATS_RUN_TIME), or sysctl
+ * kernel.bpf_stats_enabled=1); both stay 0 otherwise. Returns 0 or a negative errno. */
+int tierd_bpf_fault_runtime(const struct tierd_bpf *b, uint64_t *run_ns, uint64_t *runs);
 
 /* Opens the event `ev` (daemon/perfsel.c) on every online CPU (pid -1: every process there; the
  * program keeps tracked processes' samples in their ranges) with PERF_SAMPLE_ADDR and attaches

@@ -146,9 +146,10 @@ static bool can_run(void)
 	return true;
 }
 
-static struct tierd_bpf *load_seen(uint32_t entries, uint64_t seen_pages)
+static struct tierd_bpf *load_opts(uint32_t entries, uint64_t seen_pages, bool pidns_helper)
 {
-	struct tierd_bpf_opts o = { .map_entries = entries, .max_procs = 16, .seen_pages = seen_pages };
+	struct tierd_bpf_opts o = { .map_entries = entries, .max_procs = 16, .seen_pages = seen_pages,
+				    .pidns_helper = pidns_helper };
 	struct tierd_bpf *b = NULL;
 	char why[256] = "";
 	int r;
@@ -158,6 +159,11 @@ static struct tierd_bpf *load_seen(uint32_t entries, uint64_t seen_pages)
 		print_message("tierd_bpf_new: %s\n", why);
 	assert_int_equal(r, 0);
 	return b;
+}
+
+static struct tierd_bpf *load_seen(uint32_t entries, uint64_t seen_pages)
+{
+	return load_opts(entries, seen_pages, false);
 }
 
 static struct tierd_bpf *load(uint32_t entries)
@@ -237,17 +243,18 @@ static void test_seen_budget(void **state)
 	tierd_bpf_free(b);
 }
 
-static void test_count_and_filter(void **state)
+/* pidns_helper: the program asks the pid namespace helper for the tgid, as when tierd runs in a
+ * container; otherwise (tierd in the initial namespace, as here) it reads the tgid directly. */
+static void count_and_filter(bool pidns_helper)
 {
 	const unsigned n = 1000, p = 5, child_n = 700;
 	struct tally t = { 0 };
 	struct tierd_bpf *b;
 	uint8_t *m;
 
-	(void)state;
 	if (!can_run())
 		skip();
-	b = load(1024);
+	b = load_opts(1024, 0, pidns_helper);
 	m = tracked_shmem(b);
 
 	m[p * PAGE] = 1; /* populates: a first touch */
@@ -280,6 +287,18 @@ static void test_count_and_filter(void **state)
 
 	munmap(m, NPAGES * PAGE);
 	tierd_bpf_free(b);
+}
+
+static void test_count_and_filter(void **state)
+{
+	(void)state;
+	count_and_filter(false);
+}
+
+static void test_count_and_filter_nshelper(void **state)
+{
+	(void)state;
+	count_and_filter(true);
 }
 
 /* Several ranges of one process, and a full table. */
@@ -598,6 +617,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_count_and_filter),
+		cmocka_unit_test(test_count_and_filter_nshelper),
 		cmocka_unit_test(test_first_touch),
 		cmocka_unit_test(test_seen_budget),
 		cmocka_unit_test(test_ranges),
