@@ -4,7 +4,8 @@
  * ranges tierd registered for it, on a page that process has faulted before since it was tracked,
  * adds one to (segment, page) in `counts`; tierd drains and deletes the entries each epoch
  * (daemon/bpf.c). When `counts` is full the fault is added to the per-CPU overflow counter
- * instead: counted, never silently dropped.
+ * instead: counted, never silently dropped. With per-CPU counters (sampling.bpf_percpu_pages) it
+ * bumps the page's slot in `pcounts` instead: no hash, never full (see `pcounts`).
  *
  * A page's first fault in a process since tierd tracked it is not heat — it is the write that
  * populates a fresh page, or a new or forked process mapping the segment for the first time —
@@ -58,6 +59,19 @@ struct {
 	__type(key, struct tierd_bpf_page_key);
 	__type(value, __u64);
 } counts SEC(".maps");
+
+/* The per-CPU counters (sampling.bpf_percpu_pages > 0, `percpu_counts` set by the loader): one
+ * per page of every tracked range, at the range's first-touch bit index (seen_word * 64 + page),
+ * on each CPU: an array slot instead of a shared hash entry, never full. tierd sums the CPUs' values
+ * and hands over what grew since its last read (daemon/bpf.c). Sized by the loader (1 entry when
+ * off). */
+const volatile bool percpu_counts = false;
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pcounts SEC(".maps");
 
 /* (segment, page) → perf_event samples since the last drain; sized by the loader (1 entry when
  * the perf sampler is not wanted). */
@@ -179,9 +193,20 @@ int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsig
 	r = find_range(address, &page, &tracked);
 	if (!r)
 		return 0;
-	if (seen_before(r, page))
-		count_page(&counts, TIERD_BPF_STAT_OVERFLOW, r->seg, page);
-	else
+	if (seen_before(r, page)) {
+		if (percpu_counts) {
+			__u32 idx = (__u32)(r->seen_word * 64 + page);
+			__u64 *c = bpf_map_lookup_elem(&pcounts, &idx);
+
+			/* This CPU's slot; atomic all the same: the program may be preempted. */
+			if (c)
+				__sync_fetch_and_add(c, 1);
+			else /* out of the array: the loader never hands out such a range */
+				stat_add(TIERD_BPF_STAT_OVERFLOW);
+		} else {
+			count_page(&counts, TIERD_BPF_STAT_OVERFLOW, r->seg, page);
+		}
+	} else
 		stat_add(TIERD_BPF_STAT_FIRST_TOUCH);
 	return 0;
 }

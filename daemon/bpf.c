@@ -32,12 +32,16 @@
 
 /* 16 Mi pages (64 GiB of 4 KiB pages over all tracked mappings) in 2 MiB of kernel memory. */
 #define SEEN_PAGES_DEFAULT (UINT64_C(1) << 24)
+/* Per-CPU counter slots read per bpf(2) call in a drain. */
+#define PC_BATCH 4096u
 
 /* The words of the `seen` bit array one tracked range owns. */
 struct seen_extent {
 	uint32_t tgid;
 	uint64_t start;     /* the range's start address: with tgid, what untrack names */
 	uint64_t word, nwords;
+	uint32_t seg;       /* for the per-CPU counters' drain: the segment and its pages */
+	uint64_t npages;
 };
 
 struct tierd_bpf {
@@ -53,6 +57,13 @@ struct tierd_bpf {
 	uint64_t seen_words;
 	struct seen_extent *ext; /* the ranges' words, unordered; n_ext used of cap_ext */
 	size_t n_ext, cap_ext;
+	/* Per-CPU counters (opts.percpu_pages): seen_words * 64 slots, each range's at its first
+	 * bit's index; last[] is each slot's CPU sum at the last read; pc_buf holds one batch of
+	 * PC_BATCH slots' per-CPU values. */
+	bool pc_on;
+	int pcounts_fd;
+	uint64_t *last;
+	uint64_t *pc_buf;
 	int perf_counts_fd;
 	uint32_t perf_entries;       /* perf_counts' size (1 when no perf sampler is wanted) */
 	struct bpf_link **perf_links; /* one per online CPU the event is open on */
@@ -113,6 +124,8 @@ struct tierd_bpf *tierd_bpf_free(struct tierd_bpf *b)
 	free(b->keys);
 	free(b->values);
 	free(b->percpu);
+	free(b->last);
+	free(b->pc_buf);
 	free(b);
 	return NULL;
 }
@@ -170,6 +183,9 @@ static int open_load(struct tierd_bpf *b, const struct tierd_bpf_opts *o, const 
 		r = bpf_map__set_max_entries(b->skel->maps.seen, (uint32_t)b->seen_words);
 	if (r == 0)
 		r = bpf_map__set_max_entries(b->skel->maps.perf_counts, b->perf_entries);
+	if (r == 0)
+		r = bpf_map__set_max_entries(b->skel->maps.pcounts,
+					     b->pc_on ? (uint32_t)(b->seen_words * 64) : 1);
 	if (r == 0 && !migrate)
 		r = bpf_program__set_autoload(b->skel->progs.mm_migrate_pages, false);
 	if (r < 0) {
@@ -180,6 +196,7 @@ static int open_load(struct tierd_bpf *b, const struct tierd_bpf_opts *o, const 
 	b->skel->rodata->pidns_dev = (uint64_t)ns->st_dev;
 	b->skel->rodata->pidns_ino = (uint64_t)ns->st_ino;
 	b->skel->rodata->init_pidns = ns->st_ino == PID_NS_INIT_INO && !o->pidns_helper;
+	b->skel->rodata->percpu_counts = b->pc_on;
 	b->skel->rodata->self_tgid = (uint32_t)getpid();
 	r = samplers_bpf__load(b->skel);
 	if (r < 0) {
@@ -208,6 +225,13 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 		return -EINVAL;
 	}
 	seen_pages = o->seen_pages ? o->seen_pages : SEEN_PAGES_DEFAULT;
+	/* Per-CPU counters sit at the first-touch bits' indices: the same page budget. */
+	if (o->percpu_pages && o->percpu_pages < seen_pages)
+		seen_pages = o->percpu_pages;
+	if (o->percpu_pages && (seen_pages + 63) / 64 * 64 > UINT32_MAX) {
+		snprintf(why, whylen, "too many per-CPU counters (%" PRIu64 " pages)", seen_pages);
+		return -EINVAL;
+	}
 	if (seen_pages / 64 > UINT32_MAX) {
 		snprintf(why, whylen, "too many first-touch bits (%" PRIu64 " pages)", seen_pages);
 		return -EINVAL;
@@ -233,7 +257,13 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 	b->seen_words = (seen_pages + 63) / 64;
 	b->cap_ext = (size_t)o->max_procs * TIERD_BPF_MAX_RANGES;
 	b->ext = calloc(b->cap_ext, sizeof(*b->ext));
-	if (!b->keys || !b->values || !b->percpu || !b->mpercpu || !b->ext) {
+	b->pc_on = o->percpu_pages > 0;
+	if (b->pc_on) {
+		b->last = calloc(b->seen_words * 64, sizeof(*b->last));
+		b->pc_buf = calloc((size_t)PC_BATCH * (size_t)b->ncpus, sizeof(*b->pc_buf));
+	}
+	if (!b->keys || !b->values || !b->percpu || !b->mpercpu || !b->ext ||
+	    (b->pc_on && (!b->last || !b->pc_buf))) {
 		r = -ENOMEM;
 		snprintf(why, whylen, "out of memory");
 		goto fail;
@@ -272,6 +302,7 @@ int tierd_bpf_new(const struct tierd_bpf_opts *o, struct tierd_bpf **ret, char *
 	b->procs_fd = bpf_map__fd(b->skel->maps.procs);
 	b->stats_fd = bpf_map__fd(b->skel->maps.stats);
 	b->perf_counts_fd = bpf_map__fd(b->skel->maps.perf_counts);
+	b->pcounts_fd = bpf_map__fd(b->skel->maps.pcounts);
 	/* The first-touch bits are zeroed by tierd when it hands a range its words: a plain memset
 	 * on the mapped array instead of a syscall per word. */
 	b->seen_bytes = (size_t)b->seen_words * sizeof(uint64_t);
@@ -318,10 +349,50 @@ static void seen_free(struct tierd_bpf *b, uint32_t tgid, uint64_t start)
 		}
 }
 
+/*
+ * Reads the per-CPU counters of extent `e` (its npages slots from index word * 64), sums each
+ * slot over the CPUs and, with fn, hands over each page's growth since the last read; the sums
+ * become the new `last`. Returns the pages handed over or a negative errno.
+ */
+static int pc_scan(struct tierd_bpf *b, const struct seen_extent *e, tierd_bpf_sample_fn fn, void *ctx)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	uint64_t first = e->word * 64, done = 0;
+	int handed = 0;
+
+	while (done < e->npages) {
+		/* Array batches run from the slot after in_batch (from 0 without one). */
+		uint32_t in = (uint32_t)(first + done - 1), out, count = PC_BATCH, keys[PC_BATCH];
+
+		if (e->npages - done < count)
+			count = (uint32_t)(e->npages - done);
+		if (bpf_map_lookup_batch(b->pcounts_fd, first + done ? &in : NULL, &out, keys, b->pc_buf,
+					 &count, &opts) < 0 &&
+		    errno != ENOENT)
+			return -errno;
+		if (count == 0)
+			return -EIO;
+		for (uint32_t i = 0; i < count; i++) {
+			uint64_t sum = 0, *last = &b->last[keys[i]];
+
+			for (int c = 0; c < b->ncpus; c++)
+				sum += b->pc_buf[(size_t)i * (size_t)b->ncpus + (size_t)c];
+			if (fn && sum != *last && keys[i] >= first && keys[i] - first < e->npages) {
+				fn(ctx, e->seg, keys[i] - first, sum - *last);
+				handed++;
+			}
+			*last = sum;
+		}
+		done += count;
+	}
+	return handed;
+}
+
 int tierd_bpf_track(struct tierd_bpf *b, uint32_t tgid, uint64_t start, uint64_t length, uint32_t seg,
 		    uint64_t page_size)
 {
 	struct tierd_bpf_proc p;
+	struct seen_extent ext;
 	int free_slot = -1;
 	uint64_t nwords;
 	int64_t word;
@@ -349,13 +420,21 @@ int tierd_bpf_track(struct tierd_bpf *b, uint32_t tgid, uint64_t start, uint64_t
 	/* Words a range untracked earlier left set: every page starts unseen. The program cannot
 	 * touch them meanwhile: no range names them. */
 	memset(b->seen + word, 0, nwords * sizeof(uint64_t));
+	ext = (struct seen_extent){ .tgid = tgid, .start = start, .word = (uint64_t)word, .nwords = nwords,
+				    .seg = seg, .npages = length / page_size };
+	/* Counts a range untracked earlier left in these slots are not this range's: start from them. */
+	if (b->pc_on) {
+		int r = pc_scan(b, &ext, NULL, NULL);
+
+		if (r < 0)
+			return r;
+	}
 	p.ranges[free_slot] = (struct tierd_bpf_range){ .start = start, .length = length, .seg = seg,
 							.page_shift = (uint32_t)__builtin_ctzll(page_size),
 							.seen_word = (uint64_t)word };
 	if (bpf_map_update_elem(b->procs_fd, &tgid, &p, BPF_ANY) < 0)
 		return -errno;
-	b->ext[b->n_ext++] = (struct seen_extent){ .tgid = tgid, .start = start, .word = (uint64_t)word,
-						   .nwords = nwords };
+	b->ext[b->n_ext++] = ext;
 	return 0;
 }
 
@@ -418,7 +497,18 @@ static int drain_map(struct tierd_bpf *b, int fd, uint32_t entries, tierd_bpf_sa
 
 int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)
 {
-	return drain_map(b, b->counts_fd, b->map_entries, fn, ctx);
+	int n = 0;
+
+	if (!b->pc_on)
+		return drain_map(b, b->counts_fd, b->map_entries, fn, ctx);
+	for (size_t i = 0; i < b->n_ext; i++) {
+		int r = pc_scan(b, &b->ext[i], fn, ctx);
+
+		if (r < 0)
+			return n ? n : r;
+		n += r;
+	}
+	return n;
 }
 
 int tierd_bpf_perf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx)

@@ -22,6 +22,9 @@ struct tierd_bpf_opts {
 	uint64_t seen_pages;  /* pages of all tracked ranges together (first-touch bits); 0: 1 << 24 */
 	uint32_t perf_map_entries; /* distinct pages the perf_event sampler counts per drain; 0: no
 				    * perf sampler will be started (its map gets 1 entry) */
+	uint64_t percpu_pages;     /* > 0: count re-access faults in per-CPU per-page counters
+				    * (that many pages of all tracked ranges together; also caps
+				    * seen_pages) instead of the `counts` hash; 0: the hash */
 	bool pidns_helper;         /* ask the pid namespace helper even when tierd runs in the
 				    * initial namespace (tierd-bench compares the two) */
 };
@@ -56,7 +59,11 @@ int tierd_bpf_untrack(struct tierd_bpf *b, uint32_t tgid, uint64_t start);
 typedef void (*tierd_bpf_sample_fn)(void *ctx, uint32_t seg, uint64_t page, uint64_t count);
 /* Hands every counted (segment, page) to fn and deletes it (read and deleted together, a bucket at
  * a time: a fault counted while the drain runs lands in this drain or the next, save one that
- * races the delete itself). Returns the entries drained or a negative errno. */
+ * races the delete itself). With per-CPU counters (opts.percpu_pages), reads every tracked range's
+ * counters, sums the CPUs and hands over each page's growth since the last drain: nothing is
+ * lost to a race, but the cost grows with the pages tracked, not with the pages faulted, and what
+ * a range counted after its last drain is dropped when it is untracked. Returns the entries
+ * (pages) handed over or a negative errno. */
 int tierd_bpf_drain(struct tierd_bpf *b, tierd_bpf_sample_fn fn, void *ctx);
 /* The kernel-side counters since load. Returns 0 or a negative errno. */
 int tierd_bpf_stats(const struct tierd_bpf *b, struct tierd_bpf_stats *ret);

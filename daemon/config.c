@@ -117,6 +117,7 @@ static const struct key keys[] = {
 	{ "sampling", "bpf", K_BOOL, F(bpf), 0, 0, 0 },
 	{ "sampling", "bpf_map_entries", K_U32, F(bpf_map_entries), 16, 1 << 24, 0 },
 	{ "sampling", "bpf_seen_pages", K_U32, F(bpf_seen_pages), 4096, 1 << 30, 0 },
+	{ "sampling", "bpf_percpu_pages", K_U32, F(bpf_percpu_pages), 0, 1 << 24, 0 },
 	{ "sampling", "perf", K_BOOL, F(perf), 0, 0, 0 },
 	{ "sampling", "perf_software", K_BOOL, F(perf_software), 0, 0, 0 },
 	{ "sampling", "perf_period", K_U32, F(perf_period), 0, 1 << 30, 0 },

@@ -1043,12 +1043,14 @@ static void manager_reload(struct manager *m)
 	if (n.shmem_register_whole != m->cfg.shmem_register_whole)
 		log_warning("Reload: clients.shmem_registration changes only at restart");
 	if (n.bpf != m->cfg.bpf || n.bpf_map_entries != m->cfg.bpf_map_entries ||
-	    n.bpf_seen_pages != m->cfg.bpf_seen_pages || n.perf != m->cfg.perf ||
+	    n.bpf_seen_pages != m->cfg.bpf_seen_pages || n.bpf_percpu_pages != m->cfg.bpf_percpu_pages ||
+	    n.perf != m->cfg.perf ||
 	    n.perf_software != m->cfg.perf_software || n.perf_period != m->cfg.perf_period)
 		log_warning("Reload: sampling.bpf* and perf* change only at restart");
 	n.bpf = m->cfg.bpf;
 	n.bpf_map_entries = m->cfg.bpf_map_entries;
 	n.bpf_seen_pages = m->cfg.bpf_seen_pages;
+	n.bpf_percpu_pages = m->cfg.bpf_percpu_pages;
 	n.perf = m->cfg.perf;
 	n.perf_software = m->cfg.perf_software;
 	n.perf_period = m->cfg.perf_period;

@@ -48,6 +48,7 @@ struct tierd_config {
 	bool bpf;                   /* the eBPF page-fault counter (daemon/bpf.c), when the host allows */
 	uint32_t bpf_map_entries;   /* distinct pages it counts per epoch; more go to its overflow */
 	uint32_t bpf_seen_pages;    /* pages of all tracked mappings it tells first touches apart in */
+	uint32_t bpf_percpu_pages;  /* > 0: per-CPU per-page counters for that many pages, not the hash */
 	bool perf;                  /* the eBPF perf_event sampler on a PEBS/IBS PMU, when there is one */
 	bool perf_software;         /* ... else on the software page-fault event */
 	uint32_t perf_period;       /* its sample period; 0: the event's default (perfsel.h) */

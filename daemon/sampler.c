@@ -102,7 +102,8 @@ void manager_bpf_start(struct manager *m)
 	l->o = (struct tierd_bpf_opts){ .map_entries = m->cfg.bpf_map_entries,
 					.max_procs = m->cfg.max_clients > BPF_PROCS_MIN ? m->cfg.max_clients
 											 : BPF_PROCS_MIN,
-					.seen_pages = m->cfg.bpf_seen_pages };
+					.seen_pages = m->cfg.bpf_seen_pages,
+					.percpu_pages = m->cfg.bpf_percpu_pages };
 	/* The event first: its count map is sized at load, and not at all without an event. */
 	if (!m->cfg.perf)
 		snprintf(m->perf_desc, sizeof(m->perf_desc), "sampling.perf = no");
@@ -176,7 +177,11 @@ void manager_bpf_loaded(struct manager *m)
 		return;
 	}
 	m->bpf_off_why[0] = '\0';
-	log_info("eBPF sampler page_fault is on (%" PRIu32 " pages per epoch)", l->o.map_entries);
+	if (l->o.percpu_pages)
+		log_info("eBPF sampler page_fault is on (per-CPU counters for %" PRIu64 " pages)",
+			 l->o.percpu_pages < l->o.seen_pages ? l->o.percpu_pages : l->o.seen_pages);
+	else
+		log_info("eBPF sampler page_fault is on (%" PRIu32 " pages per epoch)", l->o.map_entries);
 	if (tierd_bpf_migrate_status(m->bpf))
 		log_warning("eBPF counter migrate is off: %s; tierctl shows tierd's own move_pages "
 			    "results only", tierd_bpf_migrate_status(m->bpf));
@@ -342,11 +347,12 @@ void manager_bpf_status(const struct manager *m, char *buf, size_t len)
 	int w;
 
 	w = snprintf(buf, len,
-		     "{\"page_fault\":\"%s%s\",\"samples\":%" PRIu64 ",\"overflow\":%" PRIu64
+		     "{\"page_fault\":\"%s%s\",\"counters\":\"%s\",\"samples\":%" PRIu64 ",\"overflow\":%" PRIu64
 		     ",\"unmatched\":%" PRIu64 ",\"first_touch\":%" PRIu64 ",\"migrate\":\"%s%s\","
 		     "\"perf\":\"%s: %s\",\"perf_samples\":%" PRIu64 ",\"perf_overflow\":%" PRIu64
 		     ",\"perf_other\":%" PRIu64 "},\"kernel_migrations\":{",
-		     m->bpf ? "on" : "off: ", m->bpf ? "" : m->bpf_off_why, s->bpf_samples, s->bpf_overflow,
+		     m->bpf ? "on" : "off: ", m->bpf ? "" : m->bpf_off_why,
+		     m->cfg.bpf_percpu_pages ? "per-cpu" : "hash", s->bpf_samples, s->bpf_overflow,
 		     s->bpf_unmatched, s->bpf_first_touch, migrate_why ? "off: " : "on",
 		     migrate_why ? migrate_why : "", m->perf_on ? "on" : "off", m->perf_desc,
 		     s->perf_samples, s->perf_overflow, s->perf_other);

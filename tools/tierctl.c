@@ -137,8 +137,10 @@ static int cmd_status(struct json_object *st)
 		printf("policy disabled earlier: %s\n", str(pol, "failed"));
 	/* A tierd from before the samplers has no "samplers": say nothing rather than "off". */
 	if (get(st, "samplers"))
-		printf("eBPF page-fault sampler: %s (%lld samples, %lld overflow, %lld first touches)\n",
-		       str(get(st, "samplers"), "page_fault"), (long long)num(get(st, "samplers"), "samples"),
+		printf("eBPF page-fault sampler: %s%s%s (%lld samples, %lld overflow, %lld first touches)\n",
+		       str(get(st, "samplers"), "page_fault"),
+		       *str(get(st, "samplers"), "counters") ? ", counters: " : "",
+		       str(get(st, "samplers"), "counters"), (long long)num(get(st, "samplers"), "samples"),
 		       (long long)num(get(st, "samplers"), "overflow"),
 		       (long long)num(get(st, "samplers"), "first_touch"));
 	if (get(st, "samplers") && get(get(st, "samplers"), "perf"))

@@ -146,10 +146,11 @@ static bool can_run(void)
 	return true;
 }
 
-static struct tierd_bpf *load_opts(uint32_t entries, uint64_t seen_pages, bool pidns_helper)
+static struct tierd_bpf *load_opts(uint32_t entries, uint64_t seen_pages, bool pidns_helper,
+				   uint64_t percpu_pages)
 {
 	struct tierd_bpf_opts o = { .map_entries = entries, .max_procs = 16, .seen_pages = seen_pages,
-				    .pidns_helper = pidns_helper };
+				    .pidns_helper = pidns_helper, .percpu_pages = percpu_pages };
 	struct tierd_bpf *b = NULL;
 	char why[256] = "";
 	int r;
@@ -163,7 +164,7 @@ static struct tierd_bpf *load_opts(uint32_t entries, uint64_t seen_pages, bool p
 
 static struct tierd_bpf *load_seen(uint32_t entries, uint64_t seen_pages)
 {
-	return load_opts(entries, seen_pages, false);
+	return load_opts(entries, seen_pages, false, 0);
 }
 
 static struct tierd_bpf *load(uint32_t entries)
@@ -244,8 +245,9 @@ static void test_seen_budget(void **state)
 }
 
 /* pidns_helper: the program asks the pid namespace helper for the tgid, as when tierd runs in a
- * container; otherwise (tierd in the initial namespace, as here) it reads the tgid directly. */
-static void count_and_filter(bool pidns_helper)
+ * container; otherwise (tierd in the initial namespace, as here) it reads the tgid directly.
+ * percpu_pages: per-CPU counters instead of the hash. */
+static void count_and_filter(bool pidns_helper, uint64_t percpu_pages)
 {
 	const unsigned n = 1000, p = 5, child_n = 700;
 	struct tally t = { 0 };
@@ -254,7 +256,7 @@ static void count_and_filter(bool pidns_helper)
 
 	if (!can_run())
 		skip();
-	b = load_opts(1024, 0, pidns_helper);
+	b = load_opts(1024, 0, pidns_helper, percpu_pages);
 	m = tracked_shmem(b);
 
 	m[p * PAGE] = 1; /* populates: a first touch */
@@ -292,13 +294,19 @@ static void count_and_filter(bool pidns_helper)
 static void test_count_and_filter(void **state)
 {
 	(void)state;
-	count_and_filter(false);
+	count_and_filter(false, 0);
 }
 
 static void test_count_and_filter_nshelper(void **state)
 {
 	(void)state;
-	count_and_filter(true);
+	count_and_filter(true, 0);
+}
+
+static void test_count_and_filter_percpu(void **state)
+{
+	(void)state;
+	count_and_filter(false, 4096);
 }
 
 /* Several ranges of one process, and a full table. */
@@ -326,6 +334,78 @@ static void test_ranges(void **state)
 	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 1);
 	/* on_sample files other segments under `other`: the one entry is (SEG + 2, 3). */
 	assert_true(t.other >= 10 && t.other <= 10 + EPSILON);
+	munmap(m, NPAGES * PAGE);
+	tierd_bpf_free(b);
+}
+
+/* Per-CPU counters: each range's pages land on its own (segment, page); counts a range left behind
+ * are not handed to the range that reuses its slots; the page budget caps what can be tracked. */
+static void test_percpu_ranges(void **state)
+{
+	struct tally t = { 0 };
+	struct tierd_bpf *b;
+	uint8_t *m;
+
+	(void)state;
+	if (!can_run())
+		skip();
+	b = load_opts(1024, 0, false, 128); /* 128 pages: two 64-page extents */
+	m = shmem_map();
+	/* Two ranges of 32 pages: the first as segment SEG, the second as SEG + 1. */
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, 32 * PAGE, SEG, PAGE), 0);
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)(m + 32 * PAGE), 32 * PAGE,
+					 SEG + 1, PAGE), 0);
+	/* The budget is used up: a third range is refused. */
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), 0, PAGE, 99, PAGE), -ENOBUFS);
+	m[7 * PAGE] = 1;
+	m[(32 + 7) * PAGE] = 1;
+	for (unsigned i = 0; i < 30; i++)
+		refault(m + 7 * PAGE);
+	for (unsigned i = 0; i < 12; i++)
+		refault(m + (32 + 7) * PAGE);
+	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 2);
+	print_message("page 7 of SEG 30 faults: %llu; page 7 of SEG+1 12 faults: %llu (others)\n",
+		      (unsigned long long)t.count[7], (unsigned long long)t.other);
+	assert_true(t.count[7] >= 30 && t.count[7] <= 30 + EPSILON);
+	assert_true(t.other >= 12 && t.other <= 12 + EPSILON);
+	for (unsigned i = 0; i < NPAGES; i++)
+		if (i != 7)
+			assert_int_equal(t.count[i], 0);
+
+	/* Faults after the drain, then untracked: the next range in those slots starts at 0. */
+	for (unsigned i = 0; i < 5; i++)
+		refault(m + 7 * PAGE);
+	assert_int_equal(tierd_bpf_untrack(b, (uint32_t)getpid(), (uintptr_t)m), 0);
+	assert_int_equal(tierd_bpf_track(b, (uint32_t)getpid(), (uintptr_t)m, 32 * PAGE, SEG, PAGE), 0);
+	memset(&t, 0, sizeof(t));
+	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 0);
+	refault(m + 7 * PAGE); /* a first touch again: the range is new */
+	for (unsigned i = 0; i < 3; i++)
+		refault(m + 7 * PAGE);
+	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), 1);
+	assert_true(t.count[7] >= 3 && t.count[7] <= 3 + EPSILON);
+	assert_int_equal(t.other, 0);
+	munmap(m, NPAGES * PAGE);
+	tierd_bpf_free(b);
+
+	/* 64 distinct pages with a hash of 16 entries: the hash would count 48 as overflow, the
+	 * per-CPU counters take them all. */
+	b = load_opts(16, 0, false, 4096);
+	m = tracked_shmem(b);
+	for (unsigned i = 0; i < NPAGES; i++)
+		m[i * PAGE] = 1;
+	for (unsigned i = 0; i < NPAGES; i++)
+		refault(m + i * PAGE);
+	memset(&t, 0, sizeof(t));
+	assert_int_equal(tierd_bpf_drain(b, on_sample, &t), NPAGES);
+	for (unsigned i = 0; i < NPAGES; i++)
+		assert_true(t.count[i] >= 1 && t.count[i] <= 1 + EPSILON);
+	{
+		struct tierd_bpf_stats st;
+
+		assert_int_equal(tierd_bpf_stats(b, &st), 0);
+		assert_int_equal(st.overflow, 0);
+	}
 	munmap(m, NPAGES * PAGE);
 	tierd_bpf_free(b);
 }
@@ -476,21 +556,21 @@ static void wait_loaded(const char *sock)
 }
 
 /* tierd with a real client: the client's faults reach the status as samples. */
-static void test_tierd_samples(void **state)
+/* conf: tierd's configuration file; counters: what the status must say of the counters. */
+static void tierd_samples(const char *conf, const char *counters)
 {
-	char sock[256], cout[256], js[65536];
+	char sock[256], cout[256], js[65536], want[64];
 	char *argv[] = { (char *)harness_bin("tests/helpers/tier-client"), "--socket", sock, "--kind",
 			 "shmem", "--threads", "2", "--mib", "16", "--ms", "1500", "--wait-tracked",
 			 "3000", NULL };
 	long long samples, faults, first;
 	pid_t d, c;
 
-	(void)state;
 	if (!can_run())
 		skip();
 	snprintf(sock, sizeof(sock), "%s/bpf.sock", harness_dir());
 	snprintf(cout, sizeof(cout), "%s/bpf.client", harness_dir());
-	d = daemon_start(sock, "--config", bpf_conf(), "--epoch-ms", "50", NULL);
+	d = daemon_start(sock, "--config", conf, "--epoch-ms", "50", NULL);
 	assert_true(d > 0);
 	wait_loaded(sock);
 	c = spawn_out(argv, cout, NULL);
@@ -498,6 +578,8 @@ static void test_tierd_samples(void **state)
 	msleep(200); /* an epoch drains what the client's last faults left */
 	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
 	assert_non_null(strstr(js, "\"samplers\":{\"page_fault\":\"on\""));
+	snprintf(want, sizeof(want), "\"counters\":\"%s\"", counters);
+	assert_non_null(strstr(js, want));
 	/* The migration counter runs too; one node: tierd moves nothing, the kernel reports nothing. */
 	assert_non_null(strstr(js, "\"migrate\":\"on\""));
 	assert_int_equal(json_int(js, "\"kernel_migrations\"", "calls"), 0);
@@ -521,6 +603,19 @@ static void test_tierd_samples(void **state)
 	assert_true(samples > 0);
 	assert_int_equal(json_int(js, "\"samplers\"", "overflow"), 0);
 	daemon_stop(d);
+}
+
+static void test_tierd_samples(void **state)
+{
+	(void)state;
+	tierd_samples(bpf_conf(), "hash");
+}
+
+/* The same with per-CPU counters (4096 client pages of 16384 the counters cover). */
+static void test_tierd_samples_percpu(void **state)
+{
+	(void)state;
+	tierd_samples(bpf_conf_with("percpu", "bpf_percpu_pages = 16384\n"), "per-cpu");
 }
 
 /* tierd with the perf sampler on the software page-fault event (sampling.perf_software = yes): the
@@ -618,6 +713,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_count_and_filter),
 		cmocka_unit_test(test_count_and_filter_nshelper),
+		cmocka_unit_test(test_count_and_filter_percpu),
+		cmocka_unit_test(test_percpu_ranges),
 		cmocka_unit_test(test_first_touch),
 		cmocka_unit_test(test_seen_budget),
 		cmocka_unit_test(test_ranges),
@@ -625,6 +722,7 @@ int main(void)
 		cmocka_unit_test(test_migrate_loads),
 		cmocka_unit_test(test_perf_software),
 		cmocka_unit_test(test_tierd_samples),
+		cmocka_unit_test(test_tierd_samples_percpu),
 		cmocka_unit_test(test_tierd_perf),
 		cmocka_unit_test(test_no_privilege),
 	};
