@@ -232,7 +232,7 @@ static int fork_storm(const char *stale, int iters)
 				setlocale(LC_COLLATE, "C.UTF-8");
 				_exit(0);
 			}
-			_exit(g > 0 && wait_exit(g, 2000) == 0 ? 0 : 1);
+			_exit(g > 0 && wait_exit(g, 10000) == 0 ? 0 : 1); /* a deadlock is forever */
 		}
 		if (c < 0 || waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 			return 1;
