@@ -84,7 +84,7 @@ SIM_SRC    := policy/sim.c
 DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
               daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c daemon/config.c \
               daemon/policyd.c daemon/record.c daemon/metrics.c daemon/events.c daemon/syscheck.c \
-              daemon/bpf.c daemon/sampler.c daemon/perfsel.c $(POLICY_SRC)
+              daemon/bpf.c daemon/sampler.c daemon/perfsel.c daemon/memcg.c $(POLICY_SRC)
 LIBTIER_SRC := lib/libtier.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))

@@ -255,14 +255,14 @@ struct manager {
 	struct trace_writer *trace; /* recording (tierctl record) */
 	/* The eBPF samplers (bpf.c): NULL when off, and then bpf_off_why says why. */
 	struct tierd_bpf *bpf;
-	char bpf_off_why[192];
+	char bpf_off_why[384];
 	/* The programs load on a thread (sampler.c): bpf_loading until its result is taken. */
 	struct bpf_load *bpf_loading;
 	struct watch bpf_watch;
 	/* The perf_event sampler: perf_desc says which event when perf_on, else why it is off. */
 	bool perf_on;
 	uint64_t perf_period;
-	char perf_desc[320];
+	char perf_desc[384];
 	/* The migration-outcome counter's sums per reason (bpf.c) as of the last epoch. */
 	struct tierd_kmig kmig[TIERD_BPF_MIGRATE_REASONS];
 	/* Objects that died during an epoll batch are freed after the batch. */

@@ -7,7 +7,9 @@
  *     runs on untracked, its data intact; tierd keeps serving the client it has; once memory is
  *     back the refused client attaches on its own;
  *   - the eBPF sampler's map full (sampling.bpf_map_entries = 16): the faults beyond it are
- *     counted as overflow, and the client does not notice.
+ *     counted as overflow, and the client does not notice;
+ *   - tierd in a memory cgroup whose limit (MemoryMax=) has no room for loading the eBPF
+ *     programs: it leaves them off and says why instead of being OOM-killed, and serves.
  * The fd limit is tests/kernel/test_scale.c's.
  */
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -154,11 +157,162 @@ static void test_bpf_map_full(void **state)
 	assert_int_equal(daemon_stop(d), 0);
 }
 
+/* A failed case leaves its cgroup: remove it once its tierd is gone (group teardown). */
+static char memcg_left[160];
+
+/* The memory cgroup hierarchy here: v1's memory controller, or v2 with it enabled. */
+struct memcg {
+	char root[64], dir[160], back[512];
+	const char *limit_file, *events_file, *events_key;
+};
+
+static bool memcg_find(struct memcg *cg)
+{
+	char buf[256];
+
+	if (access("/sys/fs/cgroup/memory/cgroup.procs", W_OK) == 0) {
+		snprintf(cg->root, sizeof(cg->root), "/sys/fs/cgroup/memory");
+		cg->limit_file = "memory.limit_in_bytes";
+		cg->events_file = "memory.oom_control";
+	} else if (read_text("/sys/fs/cgroup/cgroup.subtree_control", buf, sizeof(buf)) >= 0 &&
+		   strstr(buf, "memory")) {
+		snprintf(cg->root, sizeof(cg->root), "/sys/fs/cgroup");
+		cg->limit_file = "memory.max";
+		cg->events_file = "memory.events";
+	} else {
+		return false;
+	}
+	cg->events_key = "oom_kill";
+	snprintf(cg->dir, sizeof(cg->dir), "%s/tierd-test.%d", cg->root, (int)getpid());
+	return true;
+}
+
+static void put(const char *dir, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put(const char *dir, const char *name, const char *fmt, ...)
+{
+	char path[320];
+	va_list ap;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "we");
+	assert_non_null(f);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* This process's cgroup directory in cg's hierarchy, to come back to. */
+static void memcg_here(struct memcg *cg)
+{
+	char text[4096], *l;
+	bool v1 = strcmp(cg->root, "/sys/fs/cgroup") != 0;
+
+	assert_true(read_text("/proc/self/cgroup", text, sizeof(text)) > 0);
+	for (l = strtok(text, "\n"); l; l = strtok(NULL, "\n"))
+		if (v1 ? strstr(l, ":memory:") != NULL : strncmp(l, "0::", 3) == 0)
+			break;
+	assert_non_null(l);
+	snprintf(cg->back, sizeof(cg->back), "%s%s", cg->root, strrchr(l, ':') + 1);
+}
+
+/* tierd started inside a fresh memory cgroup limited to `mib` MiB (the test process joins it for
+ * the fork only). Returns tierd's pid; its status is in js. */
+static pid_t start_limited(struct memcg *cg, unsigned mib, char *js, size_t len)
+{
+	pid_t d;
+
+	assert_int_equal(mkdir(cg->dir, 0755), 0);
+	snprintf(memcg_left, sizeof(memcg_left), "%s", cg->dir);
+	put(cg->dir, cg->limit_file, "%llu\n", (unsigned long long)mib << 20);
+	memcg_here(cg);
+	put(cg->dir, "cgroup.procs", "%d\n", (int)getpid());
+	d = daemon_start(sock, "--epoch-ms", "100", NULL);
+	put(cg->back, "cgroup.procs", "%d\n", (int)getpid());
+	assert_true(d > 0);
+	assert_true(status_fetch(sock, js, len) > 0);
+	return d;
+}
+
+static long long oom_kills(const struct memcg *cg)
+{
+	char path[320], text[4096];
+
+	const char *p;
+
+	snprintf(path, sizeof(path), "%s/%s", cg->dir, cg->events_file);
+	assert_true(read_text(path, text, sizeof(text)) > 0);
+	/* "oom_kill N" on a line of its own (v1 memory.oom_control, v2 memory.events). */
+	for (p = text; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, cg->events_key, strlen(cg->events_key)) && p[strlen(cg->events_key)] == ' ')
+			return strtoll(p + strlen(cg->events_key) + 1, NULL, 10);
+	return -1;
+}
+
+static int teardown(void **state)
+{
+	int r = harness_group_teardown(state);
+
+	if (memcg_left[0])
+		(void)rmdir(memcg_left);
+	return r;
+}
+
+static void test_memory_limit(void **state)
+{
+	static char js[65536];
+	char cout[256];
+	char *argv[] = { (char *)harness_bin("tests/helpers/tier-client"), "--socket", sock, "--kind",
+			 "shmem", "--threads", "2", "--mib", "64", "--ms", "1000", "--wait-tracked",
+			 "3000", NULL };
+	const char *pf;
+	struct memcg cg;
+	pid_t d, c;
+
+	(void)state;
+#if defined(__SANITIZE_ADDRESS__)
+	/* An ASan tierd's runtime alone takes more than these limits: the plain build's test. */
+	print_message("skipped: sanitizer build\n");
+	skip();
+#endif
+	if (access("/sys/kernel/btf/vmlinux", R_OK) < 0 || !memcg_find(&cg)) {
+		print_message("skipped: needs kernel BTF and a writable memory cgroup hierarchy\n");
+		skip();
+	}
+	snprintf(sock, sizeof(sock), "%s/memcg.sock", harness_dir());
+	snprintf(cout, sizeof(cout), "%s/memcg.client", harness_dir());
+
+	/* 8 MiB: tierd needs under 1 MiB itself, loading the programs ~16 MiB more at its peak
+	 * (measured here; a load into this limit was OOM-killed). */
+	d = start_limited(&cg, 8, js, sizeof(js));
+	pf = strstr(js, "\"page_fault\":\"");
+	assert_non_null(pf);
+	print_message("8 MiB: %.200s\n", pf);
+	assert_non_null(strstr(pf, "\"page_fault\":\"off: tierd's memory limit leaves"));
+	assert_non_null(strstr(pf, "MemoryMax="));
+	/* It serves: a client is tracked and sees every byte it wrote. */
+	c = spawn_out(argv, cout, NULL);
+	assert_int_equal(wait_exit(c, 30000), 0);
+	assert_int_equal(kill(d, 0), 0);
+	assert_int_equal(oom_kills(&cg), 0);
+	assert_int_equal(daemon_stop(d), 0);
+	assert_int_equal(rmdir(cg.dir), 0);
+
+	/* Room enough: the programs load. */
+	d = start_limited(&cg, 64, js, sizeof(js));
+	assert_non_null(strstr(js, "\"page_fault\":\"on\""));
+	assert_int_equal(daemon_stop(d), 0);
+	assert_int_equal(oom_kills(&cg), 0);
+	assert_int_equal(rmdir(cg.dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rlimit_as),
 		cmocka_unit_test(test_bpf_map_full),
+		cmocka_unit_test(test_memory_limit),
 	};
 
 	if (geteuid() != 0) {
@@ -166,5 +320,5 @@ int main(void)
 		return 77;
 	}
 	setenv("TIERD_QUIET", "1", 1);
-	return cmocka_run_group_tests_name("resource faults", tests, NULL, harness_group_teardown);
+	return cmocka_run_group_tests_name("resource faults", tests, NULL, teardown);
 }
