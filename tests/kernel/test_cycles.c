@@ -9,11 +9,12 @@
  *     LeakSanitizer checks tierd's heap as it exits, and a leak makes the exit status non-zero.
  *     tierd's stderr (its log, and any sanitizer report) goes to a file, which is printed into
  *     the test's output when the status is not 0 or the file holds a sanitizer report.
- *   - one long-lived tierd: after WARMUP cycles, a baseline of its open fds (/proc/PID/fd) and
- *     heap (status resources.heap_bytes: malloc's bytes in use); then CYCLES cycles of attach,
- *     reload, detach, every tenth reload first given a broken file (refused, nothing changes).
- *     Then its fds must equal the baseline and its heap be within HEAP_SLACK_BYTES of it, and it
- *     must exit 0 (under SANITIZE=1: with no leak at exit).
+ *   - one long-lived tierd (without malloc's per-thread cache: NO_TCACHE): after WARMUP cycles,
+ *     a baseline of its open fds (/proc/PID/fd) and heap (status resources.heap_bytes: malloc's
+ *     bytes in use); then CYCLES cycles of attach, reload, detach, every tenth reload first
+ *     given a broken file (refused, nothing changes). Then its fds must equal the baseline and its
+ *     heap be within HEAP_SLACK_BYTES of it, and it must exit 0 (under SANITIZE=1: with no leak
+ *     at exit).
  * Clients vary with the cycle: shmem or hugetlb (when huge pages can be had), and detached by
  * tier_segment_destroy() (socket closed by the library) or by exiting while attached.
  *
