@@ -731,16 +731,20 @@ int config_load(const char *path, bool must_exist, struct tierd_config *cfg, cha
 		while ((de = readdir(d)) && n < sizeof(names) / sizeof(names[0])) {
 			size_t l = strlen(de->d_name);
 
-			if (de->d_name[0] != '.' && l > 5 && strcmp(de->d_name + l - 5, ".conf") == 0)
-				names[n++] = strdup(de->d_name);
+			if (de->d_name[0] != '.' && l > 5 && strcmp(de->d_name + l - 5, ".conf") == 0) {
+				/* Checked here: qsort() would hand a NULL to strcmp(). */
+				names[n] = strdup(de->d_name);
+				if (!names[n]) {
+					r = -ENOMEM;
+					snprintf(err, errlen, "%s: %s", dir, strerror(ENOMEM));
+					break;
+				}
+				n++;
+			}
 		}
 		closedir(d);
 		qsort(names, n, sizeof(names[0]), by_name);
 		for (size_t i = 0; i < n && r >= 0; i++) {
-			if (!names[i]) {
-				r = -ENOMEM;
-				break;
-			}
 			snprintf(file, sizeof(file), "%s/%s", dir, names[i]);
 			r = load_file(file, true, work, err, errlen);
 		}

@@ -83,6 +83,11 @@ static void report(struct demo_seg *d, double t)
 	struct tier_info info;
 	int r;
 
+	if (!bits) {
+		printf("  %5.1fs  %-8s  no memory for the heat bitmap\n", t, d->label);
+		return;
+	}
+
 	tier_segment_info(d->seg, &info);
 	r = info.state == TIER_STATE_TRACKED ? tier_segment_heat(d->seg, bits, d->npages, &faults)
 					     : -ENOTCONN;
@@ -107,9 +112,15 @@ static void report(struct demo_seg *d, double t)
 		size_t on_fast = 0;
 		void **addrs = calloc(truth, sizeof(void *));
 		int *status = calloc(truth, sizeof(int));
-
 		uint8_t *from = d->observer + d->hot_lo * d->page_size;
 
+		if (!addrs || !status) {
+			printf("   (no memory to ask where the hot set is)\n");
+			free(addrs);
+			free(status);
+			free(bits);
+			return;
+		}
 		for (uint64_t i = 0; i < truth; i++)
 			addrs[i] = from + i * d->page_size;
 		if (d->observer != (uint8_t *)d->base)
