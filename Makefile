@@ -101,7 +101,8 @@ MAN_PAGES  := $(patsubst man/%.scd,$(BUILD)/man/%,$(wildcard man/*.scd))
 UNIT_TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 KERNEL_TESTS := $(patsubst tests/kernel/%.c,$(BUILD)/tests/kernel/%,$(wildcard tests/kernel/test_*.c))
 VM_TESTS     := $(patsubst tests/vm/%.c,$(BUILD)/tests/vm/%,$(wildcard tests/vm/test_*.c))
-TEST_HELPERS := $(BUILD)/tests/helpers/tier-client $(BUILD)/tests/helpers/preload-app
+TEST_HELPERS := $(BUILD)/tests/helpers/tier-client $(BUILD)/tests/helpers/preload-app \
+                $(BUILD)/tests/helpers/libfi.so
 # The LD_PRELOAD shim (lib/preload.c + libtier, one self-contained .so) goes into programs built
 # without sanitizers (PostgreSQL): it and its test program are never instrumented.
 PRELOAD_SO     := $(BUILD)/libtier-preload.so
@@ -206,6 +207,12 @@ $(BUILD)/tests/helpers/preload-app: tests/helpers/preload-app.c
 	$(call say,CC,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CPPFLAGS) $(PRELOAD_CFLAGS) -o $@ $< -lpthread
+
+# Fault injection into tierd's uffd ioctls (LD_PRELOAD, tests only): never instrumented either.
+$(BUILD)/tests/helpers/libfi.so: tests/helpers/fi-preload.c
+	$(call say,LINK,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(PRELOAD_CFLAGS) -shared -o $@ $< -ldl
 
 $(LIBTIER_A): $(call obj,$(LIBTIER_SRC) $(COMMON_SRC))
 	$(call say,AR,$@)

@@ -41,6 +41,11 @@
 /* A CONTINUE that keeps answering EAGAIN (mmap changing under it) is retried this often, then the
  * thread is woken to fault again: it can never be left blocked. */
 #define CONTINUE_MAX_RETRIES 16
+/* Failed UFFDIO_CONTINUEs in a row on one attachment after which tierd lets go of the client: a
+ * fault that cannot be resolved is woken and faults again at once, so an error that persists
+ * (found with tests/helpers/fi-preload.c) would keep the thread faulting forever. Dropped, the
+ * client unregisters its mapping and runs untracked; it attaches again later on its own. */
+#define CONTINUE_MAX_FAILURES 64
 
 static struct segment *segment_find(struct manager *m, dev_t dev, ino_t ino)
 {
@@ -282,22 +287,26 @@ enum page_seen {
 	PAGE_UNKNOWN = 2, /* the window closed meanwhile, or another error */
 };
 
-/* Resolves one minor fault or maps back one zapped page. Returns an enum page_seen, or -ESRCH
- * when the process is gone. */
+/* Resolves one minor fault or maps back one zapped page. Returns an enum page_seen, -ESRCH when
+ * the process is gone, or -EIO when CONTINUE_MAX_FAILURES UFFDIO_CONTINUEs in a row failed (the
+ * faulting thread is woken all the same). */
 static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint64_t len)
 {
 	for (int tries = 0;; tries++) {
 		int r = uffd_continue(a->uffd, addr, len, NULL);
 		enum page_seen seen = PAGE_UNKNOWN;
+		bool failed = false;
 
 		switch (r) {
 		case 0:
+			a->continue_failures = 0;
 			return PAGE_PRESENT;
 		case -EAGAIN:
 			if (tries < CONTINUE_MAX_RETRIES) {
 				m->stats.continue_retries++;
 				continue;
 			}
+			failed = true;
 			break;
 		case -EEXIST:
 			m->stats.continue_eexist++; /* already mapped: just wake the waiter */
@@ -318,10 +327,19 @@ static int resolve(struct manager *m, struct attachment *a, uint64_t addr, uint6
 		default:
 			log_ratelimited(LOG_WARNING, r, "pid %d seg %u: UFFDIO_CONTINUE at 0x%" PRIx64 ": %m",
 					(int)a->client->pid, a->seg->id, addr);
+			failed = true;
 			break;
 		}
+		if (failed) {
+			m->stats.continue_failed++;
+			a->continue_failures++;
+		} else {
+			a->continue_failures = 0;
+		}
 		r = uffd_wake(a->uffd, addr, len);
-		return r == -ESRCH ? -ESRCH : (int)seen;
+		if (r == -ESRCH)
+			return -ESRCH;
+		return a->continue_failures >= CONTINUE_MAX_FAILURES ? -EIO : (int)seen;
 	}
 }
 
@@ -361,7 +379,7 @@ static int handle_fault(struct manager *m, struct attachment *a, uint64_t addr, 
 	}
 	r = resolve(m, a, pgaddr, ps);
 	manager_fault_latency(m, now_usec() - read_usec, 1);
-	return r == -ESRCH ? -ESRCH : 0;
+	return r < 0 ? r : 0;
 }
 
 static void attachment_read_faults(struct manager *m, struct attachment *a);
@@ -393,9 +411,19 @@ static void attachment_read_faults(struct manager *m, struct attachment *a)
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
 			switch (msgs[i].event) {
 			case UFFD_EVENT_PAGEFAULT:
-				if (handle_fault(m, a, msgs[i].arg.pagefault.address, read_usec) == -ESRCH) {
+				switch (handle_fault(m, a, msgs[i].arg.pagefault.address, read_usec)) {
+				case -ESRCH:
 					manager_client_drop(m, a->client, "process exited");
 					return;
+				case -EIO:
+					m->stats.continue_drops++;
+					log_warning("pid %d seg %u: %d UFFDIO_CONTINUEs in a row failed: letting "
+						    "go of the client, which runs on untracked",
+						    (int)a->client->pid, a->seg->id, CONTINUE_MAX_FAILURES);
+					manager_client_drop(m, a->client, "UFFDIO_CONTINUE keeps failing");
+					return;
+				default:
+					break;
 				}
 				break;
 			default:

@@ -564,6 +564,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 "\"migration_mode\":\"%s\",\"migration_enabled\":%s},"
 		 "\"clients\":%u,\"stats\":{\"faults\":%" PRIu64 ",\"first_touch_faults\":%" PRIu64
 		 ",\"continue_eexist\":%" PRIu64 ",\"continue_retries\":%" PRIu64
+		 ",\"continue_failed\":%" PRIu64 ",\"continue_drops\":%" PRIu64
 		 ",\"continue_absent\":%" PRIu64
 		 ",\"wake_after_unregister\":%" PRIu64 ",\"windows_armed\":%" PRIu64
 		 ",\"windows_closed\":%" PRIu64 ",\"zaps_sent\":%" PRIu64 ",\"zaps_skipped\":%" PRIu64 ",\"zaps_rested\":%" PRIu64 ",\"zap_acks\":%" PRIu64
@@ -580,7 +581,8 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 TIERD_PROTO_VERSION, (int)getpid(), (double)(now_usec() - m->started_usec) / 1e6,
 		 m->epoch, m->topo.nnodes, m->cfg.epoch_ms, m->cfg.max_windows, m->cfg.rate_limit_mbps,
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", m->cfg.migrate ? "true" : "false", m->nclients, s->faults, s->first_touch_faults,
-		 s->continue_eexist, s->continue_retries, s->continue_absent, s->wake_after_unregister, s->windows_armed,
+		 s->continue_eexist, s->continue_retries, s->continue_failed, s->continue_drops,
+		 s->continue_absent, s->wake_after_unregister, s->windows_armed,
 		 s->windows_closed, s->zaps_sent, s->zaps_skipped, s->zaps_rested, s->zap_acks, s->zap_errors, s->clients_accepted,
 		 s->clients_refused, s->clients_dropped, s->attach_refused, s->register_errors,
 		 m->topo.ntiers, m->cfg.migrate && m->topo.ntiers > 1 ? "true" : "false",

@@ -120,6 +120,8 @@ struct attachment {
 	 * the segment, like PostgreSQL's postmaster) is armed every 2nd, 4th, ... 16th epoch only:
 	 * its zaps cost it TLB flushes and mmap_lock time and tell tierd nothing. */
 	uint64_t faults_at_arm;
+	uint32_t continue_failures; /* UFFDIO_CONTINUEs in a row that failed with an error that
+				     * waking the thread does not cure (not EEXIST/EFAULT/ENOENT) */
 	uint8_t idle;          /* armed epochs in a row without a fault, up to IDLE_MAX_SHIFT */
 	uint8_t rest;          /* epochs to skip before it is armed again */
 	bool dead;
@@ -170,6 +172,7 @@ struct manager_stats {
 	uint64_t fault_lat_count;
 	double fault_lat_sum_s;
 	uint64_t faults, first_touch_faults, continue_eexist, continue_retries, continue_absent;
+	uint64_t continue_failed, continue_drops; /* CONTINUE errors; clients dropped for them */
 	uint64_t wake_after_unregister;
 	uint64_t windows_armed, windows_closed, zaps_sent, zaps_skipped, zaps_rested, zap_acks, zap_errors;
 	uint64_t clients_accepted, clients_refused, clients_dropped, attach_refused;

@@ -8,7 +8,10 @@
  *     side and releases blocked faults; it re-attaches once tierd runs again;
  *   - a client killed mid-fault: tierd keeps serving the others and releases the dead one;
  *   - no tierd at all while the application forks: libtier's retrying control thread never
- *     leaves a child holding a C library lock that fork(2) does not reset.
+ *     leaves a child holding a C library lock that fork(2) does not reset;
+ *   - UFFDIO_CONTINUE failing in tierd (injected: tests/helpers/fi-preload.c), now and then or
+ *     always: clients keep running, their data intact; tierd lets go of a client whose faults it
+ *     cannot resolve at all.
  */
 #include <errno.h>
 #include <libintl.h>
@@ -200,6 +203,100 @@ static void test_client_killed_mid_fault(void **state)
 	daemon_stop(d);
 }
 
+/* tierd with UFFDIO_CONTINUE failing as `spec` says (TIERD_FI); the injected count goes to
+ * `report` when it exits. */
+static pid_t start_tierd_fi(const char *spec, const char *report)
+{
+	const char *asan = getenv("ASAN_OPTIONS");
+	char opts[512];
+	pid_t d;
+
+	/* An ASan tierd refuses a library loaded before its runtime unless told not to check. */
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "", asan ? ":" : "");
+	setenv("ASAN_OPTIONS_SAVED", asan ? asan : "", 1);
+	setenv("ASAN_OPTIONS", opts, 1);
+	setenv("LD_PRELOAD", harness_bin("tests/helpers/libfi.so"), 1);
+	setenv("TIERD_FI", spec, 1);
+	setenv("TIERD_FI_REPORT", report, 1);
+	d = start_tierd();
+	unsetenv("LD_PRELOAD");
+	unsetenv("TIERD_FI");
+	unsetenv("TIERD_FI_REPORT");
+	if (asan)
+		setenv("ASAN_OPTIONS", getenv("ASAN_OPTIONS_SAVED"), 1);
+	else
+		unsetenv("ASAN_OPTIONS");
+	unsetenv("ASAN_OPTIONS_SAVED");
+	return d;
+}
+
+static long long fi_injected(const char *report)
+{
+	char text[256];
+	const char *p;
+
+	if (read_text(report, text, sizeof(text)) <= 0 || !(p = strstr(text, "continue ")))
+		return -1;
+	return strtoll(p + 9, NULL, 10);
+}
+
+/* Every 3rd UFFDIO_CONTINUE fails with ENOMEM: the thread is woken, faults again, and the next
+ * one maps the page. Nothing reaches the client and tierd keeps it. */
+static void test_continue_fails_sometimes(void **state)
+{
+	char out[256], rep[256], text[4096], js[65536];
+	pid_t d, c;
+
+	(void)state;
+	snprintf(out, sizeof(out), "%s/fi-some.out", harness_dir());
+	snprintf(rep, sizeof(rep), "%s/fi-some.report", harness_dir());
+	unlink(out);
+	d = start_tierd_fi("continue:ENOMEM:3", rep);
+	c = start_client("shmem", 2000, "1000", "1", out, NULL);
+	assert_int_equal(finish(c, out, text, sizeof(text)), 0);
+	assert_int_equal(kv_int(text, "errors"), 0);
+	assert_int_equal(kv_int(text, "attaches"), 1);
+	assert_int_equal(kv_int(text, "detaches"), 0);
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	print_message("continue_failed %lld, continue_drops %lld\n", json_int(js, "\"stats\"", "continue_failed"),
+		      json_int(js, "\"stats\"", "continue_drops"));
+	assert_true(json_int(js, "\"stats\"", "continue_failed") > 0);
+	assert_int_equal(json_int(js, "\"stats\"", "continue_drops"), 0);
+	assert_int_equal(daemon_stop(d), 0);
+	print_message("injected: %lld failed UFFDIO_CONTINUEs\n", fi_injected(rep));
+	assert_true(fi_injected(rep) > 0);
+}
+
+/* Every UFFDIO_CONTINUE fails: no fault of the client can be resolved. A hugetlb mapping is
+ * registered whole, so a closing window maps its zapped pages back with UFFDIO_CONTINUE too, and
+ * nothing ever unregisters them: before, a thread that touched one was woken, faulted again and
+ * again, forever. tierd now lets go of the client after CONTINUE_MAX_FAILURES in a row; it runs
+ * on untracked (and tries again). (Per-window shmem heals by itself when the window closes.) */
+static void test_continue_fails_always(void **state)
+{
+	char out[256], rep[256], text[4096], js[65536];
+	pid_t d, c;
+
+	(void)state;
+	if (!have_huge)
+		skip();
+	snprintf(out, sizeof(out), "%s/fi-all.out", harness_dir());
+	snprintf(rep, sizeof(rep), "%s/fi-all.report", harness_dir());
+	unlink(out);
+	d = start_tierd_fi("continue:ENOMEM:1", rep);
+	/* A stall of a second would mean a thread was held; the client may end untracked. */
+	c = start_client("hugetlb", 2000, "1000", "1", out, NULL);
+	assert_int_equal(finish(c, out, text, sizeof(text)), 0);
+	assert_int_equal(kv_int(text, "errors"), 0);
+	assert_true(kv_int(text, "detaches") >= 1);
+	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
+	print_message("continue_failed %lld, continue_drops %lld\n", json_int(js, "\"stats\"", "continue_failed"),
+		      json_int(js, "\"stats\"", "continue_drops"));
+	assert_true(json_int(js, "\"stats\"", "continue_drops") >= 1);
+	assert_int_equal(daemon_stop(d), 0);
+	assert_true(fi_injected(rep) >= 64);
+}
+
 /*
  * Each fork below lands while the child's new control thread makes its first attach attempt and
  * fails (connect refused by a socket nobody listens on). The grandchild then does what a
@@ -301,6 +398,7 @@ int main(void)
 		cmocka_unit_test(test_sigstop_shmem),     cmocka_unit_test(test_sigstop_hugetlb),
 		cmocka_unit_test(test_tierd_gone_for_good), cmocka_unit_test(test_client_killed_mid_fault),
 		cmocka_unit_test(test_fork_while_retrying), cmocka_unit_test(test_fork_safe_imports),
+		cmocka_unit_test(test_continue_fails_sometimes), cmocka_unit_test(test_continue_fails_always),
 	};
 
 	if (geteuid() != 0) {
