@@ -148,12 +148,8 @@ void manager_bpf_start(struct manager *m)
 		l->o.perf_map_entries = m->cfg.bpf_map_entries;
 		l->want_perf = true;
 	}
-	if (bpf_no_room(m, &l->o)) {
-		snprintf(m->perf_desc, sizeof(m->perf_desc), "%s", m->bpf_off_why);
-		log_warning("eBPF programs are off: %s; tracking goes on with faults alone", m->bpf_off_why);
-		bpf_load_free(l);
-		return;
-	}
+	if (bpf_no_room(m, &l->o))
+		goto off; /* bpf_off_why says why */
 	if (pipe2(l->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		r = -errno;
 		goto fail;
@@ -181,8 +177,9 @@ void manager_bpf_start(struct manager *m)
 	m->bpf_loading = l;
 	return;
 fail:
-	bpf_load_free(l);
 	snprintf(m->bpf_off_why, sizeof(m->bpf_off_why), "cannot start loading: %s", strerror(-r));
+off:
+	bpf_load_free(l);
 	snprintf(m->perf_desc, sizeof(m->perf_desc), "%s", m->bpf_off_why);
 	log_warning("eBPF programs are off: %s; tracking goes on with faults alone", m->bpf_off_why);
 }
