@@ -208,12 +208,12 @@ static void test_client_killed_mid_fault(void **state)
 static pid_t start_tierd_fi(const char *spec, const char *report)
 {
 	const char *asan = getenv("ASAN_OPTIONS");
-	char opts[512];
+	char saved[400], opts[512];
 	pid_t d;
 
+	snprintf(saved, sizeof(saved), "%s", asan ? asan : "");
 	/* An ASan tierd refuses a library loaded before its runtime unless told not to check. */
-	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "", asan ? ":" : "");
-	setenv("ASAN_OPTIONS_SAVED", asan ? asan : "", 1);
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", saved, asan ? ":" : "");
 	setenv("ASAN_OPTIONS", opts, 1);
 	setenv("LD_PRELOAD", harness_bin("tests/helpers/libfi.so"), 1);
 	setenv("TIERD_FI", spec, 1);
@@ -223,10 +223,32 @@ static pid_t start_tierd_fi(const char *spec, const char *report)
 	unsetenv("TIERD_FI");
 	unsetenv("TIERD_FI_REPORT");
 	if (asan)
-		setenv("ASAN_OPTIONS", getenv("ASAN_OPTIONS_SAVED"), 1);
+		setenv("ASAN_OPTIONS", saved, 1);
 	else
 		unsetenv("ASAN_OPTIONS");
-	unsetenv("ASAN_OPTIONS_SAVED");
+	return d;
+}
+
+/* A client of `kind` for 2 s against a tierd whose UFFDIO_CONTINUEs fail as `spec` says: it must
+ * exit 0 with no error. Leaves its summary in text, tierd's status in js and the injected count's
+ * report in rep; returns tierd's pid. */
+static pid_t fi_run(const char *name, const char *spec, const char *kind, char *text, size_t textlen,
+		    char *js, size_t jslen, char *rep, size_t replen)
+{
+	char out[256];
+	pid_t d, c;
+
+	snprintf(out, sizeof(out), "%s/fi-%s.out", harness_dir(), name);
+	snprintf(rep, replen, "%s/fi-%s.report", harness_dir(), name);
+	unlink(out);
+	d = start_tierd_fi(spec, rep);
+	/* A stall of a second would mean a thread was held. */
+	c = start_client(kind, 2000, "1000", "1", out, NULL);
+	assert_int_equal(finish(c, out, text, textlen), 0);
+	assert_int_equal(kv_int(text, "errors"), 0);
+	assert_true(status_fetch(sock, js, jslen) > 0);
+	print_message("continue_failed %lld, continue_drops %lld\n",
+		      json_int(js, "\"stats\"", "continue_failed"), json_int(js, "\"stats\"", "continue_drops"));
 	return d;
 }
 
@@ -244,22 +266,13 @@ static long long fi_injected(const char *report)
  * one maps the page. Nothing reaches the client and tierd keeps it. */
 static void test_continue_fails_sometimes(void **state)
 {
-	char out[256], rep[256], text[4096], js[65536];
-	pid_t d, c;
+	char rep[256], text[4096], js[65536];
+	pid_t d;
 
 	(void)state;
-	snprintf(out, sizeof(out), "%s/fi-some.out", harness_dir());
-	snprintf(rep, sizeof(rep), "%s/fi-some.report", harness_dir());
-	unlink(out);
-	d = start_tierd_fi("continue:ENOMEM:3", rep);
-	c = start_client("shmem", 2000, "1000", "1", out, NULL);
-	assert_int_equal(finish(c, out, text, sizeof(text)), 0);
-	assert_int_equal(kv_int(text, "errors"), 0);
+	d = fi_run("some", "continue:ENOMEM:3", "shmem", text, sizeof(text), js, sizeof(js), rep, sizeof(rep));
 	assert_int_equal(kv_int(text, "attaches"), 1);
 	assert_int_equal(kv_int(text, "detaches"), 0);
-	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
-	print_message("continue_failed %lld, continue_drops %lld\n", json_int(js, "\"stats\"", "continue_failed"),
-		      json_int(js, "\"stats\"", "continue_drops"));
 	assert_true(json_int(js, "\"stats\"", "continue_failed") > 0);
 	assert_int_equal(json_int(js, "\"stats\"", "continue_drops"), 0);
 	assert_int_equal(daemon_stop(d), 0);
@@ -274,24 +287,15 @@ static void test_continue_fails_sometimes(void **state)
  * on untracked (and tries again). (Per-window shmem heals by itself when the window closes.) */
 static void test_continue_fails_always(void **state)
 {
-	char out[256], rep[256], text[4096], js[65536];
-	pid_t d, c;
+	char rep[256], text[4096], js[65536];
+	pid_t d;
 
 	(void)state;
 	if (!have_huge)
 		skip();
-	snprintf(out, sizeof(out), "%s/fi-all.out", harness_dir());
-	snprintf(rep, sizeof(rep), "%s/fi-all.report", harness_dir());
-	unlink(out);
-	d = start_tierd_fi("continue:ENOMEM:1", rep);
-	/* A stall of a second would mean a thread was held; the client may end untracked. */
-	c = start_client("hugetlb", 2000, "1000", "1", out, NULL);
-	assert_int_equal(finish(c, out, text, sizeof(text)), 0);
-	assert_int_equal(kv_int(text, "errors"), 0);
+	/* The client may end untracked. */
+	d = fi_run("all", "continue:ENOMEM:1", "hugetlb", text, sizeof(text), js, sizeof(js), rep, sizeof(rep));
 	assert_true(kv_int(text, "detaches") >= 1);
-	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
-	print_message("continue_failed %lld, continue_drops %lld\n", json_int(js, "\"stats\"", "continue_failed"),
-		      json_int(js, "\"stats\"", "continue_drops"));
 	assert_true(json_int(js, "\"stats\"", "continue_drops") >= 1);
 	assert_int_equal(daemon_stop(d), 0);
 	assert_true(fi_injected(rep) >= 64);
