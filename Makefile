@@ -44,7 +44,8 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmiss
 CPPFLAGS += -Iinclude -Ilib -Idaemon -Ipolicy -Ibpf -Itests/lib -DTIERD_VERSION=\"$(VERSION)\"
 LDFLAGS  += $(SANFLAGS)
 LIBS_D   := $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null || echo -lsystemd) -lnuma \
-            $(shell $(PKG_CONFIG) --libs inih 2>/dev/null || echo -linih) -lm
+            $(shell $(PKG_CONFIG) --libs inih 2>/dev/null || echo -linih) -lm \
+            $(shell $(PKG_CONFIG) --libs libcap-ng 2>/dev/null || echo -lcap-ng)
 LIBS_JSON := $(shell $(PKG_CONFIG) --libs json-c 2>/dev/null || echo -ljson-c)
 LIBS_T   := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
 # libbpf's .pc lists libelf and zlib as private: the static form names everything it needs.
@@ -84,7 +85,8 @@ SIM_SRC    := policy/sim.c
 DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
               daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c daemon/config.c \
               daemon/policyd.c daemon/record.c daemon/metrics.c daemon/events.c daemon/syscheck.c \
-              daemon/bpf.c daemon/sampler.c daemon/perfsel.c daemon/memcg.c $(POLICY_SRC)
+              daemon/bpf.c daemon/sampler.c daemon/perfsel.c daemon/memcg.c daemon/privs.c \
+              $(POLICY_SRC)
 LIBTIER_SRC := lib/libtier.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))

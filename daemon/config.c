@@ -80,6 +80,9 @@ void tierd_config_defaults(struct tierd_config *cfg)
 		.policy_dir = TIERD_POLICY_DIR,
 		/* node_exporter scrapes every 15 s by default. */
 		.metrics_interval_ms = 15000,
+		/* What tierd.socket gives: root and a group the operator names may connect. */
+		.socket_mode = 0660,
+		.socket_gid = TIERD_NO_GROUP,
 	};
 	snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", TIERD_DEFAULT_SOCKET);
 }
@@ -96,7 +99,7 @@ void tierd_config_defaults(struct tierd_config *cfg)
 #define INI_SECTION_MAX 50
 
 enum key_type { K_U32, K_BYTES, K_FLOAT, K_BOOL, K_PATH, K_MODE, K_REG, K_USERS, K_GROUPS, K_NAME,
-		K_DIR, K_FILE, K_PMODE };
+		K_DIR, K_FILE, K_PMODE, K_OCTAL, K_GROUP };
 
 struct key {
 	const char *section, *name;
@@ -109,6 +112,8 @@ struct key {
 #define F(field) offsetof(struct tierd_config, field)
 static const struct key keys[] = {
 	{ "daemon", "socket", K_PATH, F(socket_path), 0, 0, 0 },
+	{ "daemon", "socket_mode", K_OCTAL, F(socket_mode), 0, 0777, 0 },
+	{ "daemon", "socket_group", K_GROUP, F(socket_gid), 0, 0, 0 },
 	{ "sampling", "epoch_ms", K_U32, F(epoch_ms), 1, 60000, 0 },
 	{ "sampling", "max_windows", K_U32, F(max_windows), 0, 4096, 0 },
 	{ "sampling", "window_kib", K_BYTES, F(window_bytes), 4, 1 << 20, 1024 },
@@ -397,6 +402,38 @@ int config_set(struct tierd_config *cfg, const char *section, const char *name, 
 	}
 	case K_FILE:
 		return set_path(p, sizeof(cfg->metrics_textfile), value, true, why, whylen); /* empty: off */
+	case K_OCTAL: {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(value, &end, 8);
+		if (errno || end == value || *end || value[0] < '0' || value[0] > '7' || v > k->max) {
+			snprintf(why, whylen, "'%s' is not an octal mode from 0 to %04o", value,
+				 (unsigned)k->max);
+			return -EINVAL;
+		}
+		*(uint32_t *)p = (uint32_t)v;
+		return 0;
+	}
+	case K_GROUP: {
+		uint32_t ids[TIERD_MAX_ALLOW];
+		unsigned n = 0;
+
+		if (!value[0]) { /* empty: the socket keeps tierd's group */
+			*(uint32_t *)p = TIERD_NO_GROUP;
+			return 0;
+		}
+		r = parse_ids(value, false, ids, &n, why, whylen);
+		if (r < 0)
+			return r;
+		if (n != 1) {
+			snprintf(why, whylen, "'%s' is not one group", value);
+			return -EINVAL;
+		}
+		*(uint32_t *)p = ids[0];
+		return 0;
+	}
 	case K_DIR:
 		return set_path(p, sizeof(cfg->policy_dir), value, false, why, whylen);
 	}
@@ -831,6 +868,13 @@ void config_dump(const struct tierd_config *cfg, FILE *f)
 			break;
 		case K_GROUPS:
 			dump_ids(f, cfg->allow_gids, cfg->n_allow_gids);
+			break;
+		case K_OCTAL:
+			fprintf(f, "%04" PRIo32, *(const uint32_t *)p);
+			break;
+		case K_GROUP:
+			if (*(const uint32_t *)p != TIERD_NO_GROUP)
+				fprintf(f, "%" PRIu32, *(const uint32_t *)p);
 			break;
 		}
 		fputc('\n', f);

@@ -368,28 +368,43 @@ static void log_effective_config(const struct tierd_config *cfg)
 }
 
 /* The configured policy, and this run's decision log and recording. */
+/* The files named on the command line, opened before the manager drops its capabilities: a path
+ * root could write only through CAP_DAC_OVERRIDE (a user's directory) must work as before. */
+static FILE *decision_log;
+static int record_fd = -1;
+
+static int open_outputs(void)
+{
+	if (decision_log_path) {
+		decision_log = fopen(decision_log_path, "we");
+		if (!decision_log)
+			return log_error_errno(-errno, "--decision-log %s: %m", decision_log_path);
+		/* Line-buffered: a test (or tail -f) reads decisions as they are made. */
+		setvbuf(decision_log, NULL, _IOLBF, 0);
+	}
+	if (record_path) {
+		record_fd = open(record_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+		if (record_fd < 0)
+			return log_error_errno(-errno, "--record %s: %m", record_path);
+	}
+	return 0;
+}
+
 static int start_policy(struct manager *m)
 {
 	char why[300];
-	int r, fd;
+	int r;
 
-	if (decision_log_path) {
-		m->decision_log = fopen(decision_log_path, "we");
-		if (!m->decision_log)
-			return log_error_errno(-errno, "--decision-log %s: %m", decision_log_path);
-		/* Line-buffered: a test (or tail -f) reads decisions as they are made. */
-		setvbuf(m->decision_log, NULL, _IOLBF, 0);
-	}
+	m->decision_log = decision_log;
+	decision_log = NULL;
 	r = manager_policy_switch(m, m->cfg.policy_name, NULL, 0, why, sizeof(why));
 	if (r < 0) {
 		log_error("Placement policy %s: %s", m->cfg.policy_name, why);
 		return -EINVAL;
 	}
-	if (record_path) {
-		fd = open(record_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-		if (fd < 0)
-			return log_error_errno(-errno, "--record %s: %m", record_path);
-		r = manager_record_start(m, fd, (uint64_t)record_max_mib << 20, why, sizeof(why));
+	if (record_fd >= 0) {
+		r = manager_record_start(m, record_fd, (uint64_t)record_max_mib << 20, why, sizeof(why));
+		record_fd = -1;
 		if (r < 0) {
 			log_error("--record %s: %s", record_path, why);
 			return r;
@@ -438,6 +453,8 @@ int main(int argc, char **argv)
 	}
 	saved_argc = argc;
 	saved_argv = argv;
+	if (open_outputs() < 0)
+		return 1;
 	r = manager_new(&cfg, &m);
 	if (r < 0)
 		return 1;

@@ -41,6 +41,7 @@ static int epoll_add(struct manager *m, int fd, uint32_t events, struct watch *w
 static int setup_socket(struct manager *m)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old_umask;
 	int n, fd, r;
 
 	n = sd_listen_fds(1);
@@ -69,10 +70,25 @@ static int setup_socket(struct manager *m)
 		return log_error_errno(-EADDRINUSE, "Another tierd is serving %s", sa.sun_path);
 	}
 	(void)unlink(sa.sun_path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 256) < 0) {
+	/* Born 0600 whatever the umask (a umask of 0 would open it to everyone until the chmod), then
+	 * given daemon.socket_mode and socket_group: the socket's mode is who may connect. */
+	old_umask = umask(0177);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_umask);
+	if (r < 0 || listen(fd, 256) < 0) {
 		r = -errno;
 		close(fd);
 		return log_error_errno(r, "Cannot listen on %s: %m", sa.sun_path);
+	}
+	if ((m->cfg.socket_gid != TIERD_NO_GROUP &&
+	     chown(sa.sun_path, (uid_t)-1, (gid_t)m->cfg.socket_gid) < 0) ||
+	    chmod(sa.sun_path, (mode_t)m->cfg.socket_mode) < 0) {
+		r = -errno;
+		close(fd);
+		(void)unlink(sa.sun_path);
+		return log_error_errno(r, "Cannot give %s mode %04o and group %d: %m", sa.sun_path,
+				       m->cfg.socket_mode,
+				       m->cfg.socket_gid == TIERD_NO_GROUP ? -1 : (int)m->cfg.socket_gid);
 	}
 	m->listen_fd = fd;
 	m->own_socket = true;
@@ -140,6 +156,13 @@ int manager_new(const struct tierd_config *cfg, struct manager **ret)
 	r = epoll_add(m, m->listen_fd, EPOLLIN, &m->listen_watch);
 	if (r < 0)
 		goto fail;
+	/* Listening: what tierd does from here on needs four capabilities at most. Before any thread
+	 * starts, since capabilities are per thread. */
+	if (privs_drop(&m->privs) < 0)
+		log_warning("Keeping every capability: %s", m->privs.why);
+	else
+		log_info("Capabilities kept: %s (%u dropped%s; no_new_privs)", m->privs.kept,
+			 m->privs.dropped, m->privs.bounding ? ", bounding set too" : "");
 	/* On a thread: loading takes ~0.1 s (libbpf reads the kernel's BTF), up to a second on a
 	 * loaded host, and clients attach meanwhile (tracked by the programs once they run). */
 	manager_bpf_start(m);
@@ -597,6 +620,12 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 "\"resources\":{\"heap_bytes\":%zu,\"fds_open\":%d,\"fd_limit\":%lu,"
 		 "\"fd_refusals\":%" PRIu64 ",\"attach_nomem\":%" PRIu64 "},",
 		 manager_heap_bytes(), manager_fds_open(), fd_limit(), s->fd_refusals, s->attach_nomem);
+	json_add(js, cap, &len,
+		 "\"privileges\":{\"uid\":%u,\"capabilities\":\"%s\",\"dropped\":%u,"
+		 "\"bounding_set\":%s,\"no_new_privs\":%s},",
+		 (unsigned)geteuid(), m->privs.no_new_privs ? m->privs.kept : "all (not dropped)",
+		 m->privs.dropped, m->privs.bounding ? "true" : "false",
+		 m->privs.no_new_privs ? "true" : "false");
 	/* The tiers, node by node (tierctl tiers), and the clients (tierctl clients). */
 	json_add(js, cap, &len, "\"tier_list\":[");
 	for (unsigned t = 0; t < m->topo.ntiers; t++) {
@@ -1040,8 +1069,10 @@ static void manager_reload(struct manager *m)
 			return;
 		}
 	}
-	if (strcmp(n.socket_path, m->cfg.socket_path))
-		log_warning("Reload: daemon.socket changes only at restart (still %s)", m->cfg.socket_path);
+	if (strcmp(n.socket_path, m->cfg.socket_path) || n.socket_mode != m->cfg.socket_mode ||
+	    n.socket_gid != m->cfg.socket_gid)
+		log_warning("Reload: daemon.socket, socket_mode and socket_group change only at restart "
+			    "(still %s)", m->cfg.socket_path);
 	if (n.shmem_register_whole != m->cfg.shmem_register_whole)
 		log_warning("Reload: clients.shmem_registration changes only at restart");
 	if (n.bpf != m->cfg.bpf || n.bpf_map_entries != m->cfg.bpf_map_entries ||
@@ -1057,6 +1088,8 @@ static void manager_reload(struct manager *m)
 	n.perf_software = m->cfg.perf_software;
 	n.perf_period = m->cfg.perf_period;
 	snprintf(n.socket_path, sizeof(n.socket_path), "%s", m->cfg.socket_path);
+	n.socket_mode = m->cfg.socket_mode;
+	n.socket_gid = m->cfg.socket_gid;
 	n.shmem_register_whole = m->cfg.shmem_register_whole;
 	n.sysfs_root = m->cfg.sysfs_root;
 	clamp_windows(&n); /* vm.max_map_count, as at start */

@@ -15,6 +15,7 @@
 #include "migrate.h"
 #include "segment.h"
 #include "bpf.h"
+#include "privs.h"
 #include "tiers.h"
 #include "tierd/policy.h"
 #include "tierd/proto.h"
@@ -34,8 +35,13 @@ enum tierd_mode {
 	MODE_OBSERVE, /* track only: no plans */
 };
 
+/* daemon.socket_group unset: the socket keeps tierd's own group. */
+#define TIERD_NO_GROUP UINT32_MAX
+
 struct tierd_config {
 	char socket_path[108];
+	uint32_t socket_mode;       /* of the socket tierd binds itself (not of systemd's) */
+	uint32_t socket_gid;        /* its group, or TIERD_NO_GROUP */
 	uint32_t epoch_ms;          /* sampling epoch */
 	uint32_t max_windows;       /* windows armed per epoch, all segments together */
 	uint64_t window_bytes;      /* 4K shmem window size; hugetlb windows are one huge page */
@@ -259,6 +265,7 @@ struct manager {
 	/* The eBPF samplers (bpf.c): NULL when off, and then bpf_off_why says why. */
 	struct tierd_bpf *bpf;
 	char bpf_off_why[384];
+	struct privs privs; /* what privs_drop() kept */
 	/* The programs load on a thread (sampler.c): bpf_loading until its result is taken. */
 	struct bpf_load *bpf_loading;
 	struct watch bpf_watch;

@@ -146,6 +146,11 @@ static int cmd_status(struct json_object *st)
 	if (get(st, "samplers") && get(get(st, "samplers"), "perf"))
 		printf("eBPF perf sampler: %s (%lld samples)\n", str(get(st, "samplers"), "perf"),
 		       (long long)num(get(st, "samplers"), "perf_samples"));
+	if (get(st, "privileges"))
+		printf("privileges: uid %lld, capabilities %s%s\n", (long long)num(get(st, "privileges"), "uid"),
+		       str(get(st, "privileges"), "capabilities"),
+		       json_object_get_boolean(get(get(st, "privileges"), "no_new_privs")) ? ", no_new_privs"
+										     : "");
 	if (get(st, "kernel_migrations")) {
 		struct json_object *k = get(st, "kernel_migrations");
 

@@ -133,7 +133,7 @@ static bool accepts(const char *sock, pid_t pid)
 	static char js[65536];
 
 	return status_fetch(sock, js, sizeof(js)) > 0 && json_int(js, NULL, "pid") == pid &&
-	       !strstr(js, "off: loading");
+	       !strstr(js, "off: loading\"");
 }
 
 static pid_t daemon_start_va(const char *sock, const char *out_path, va_list ap)

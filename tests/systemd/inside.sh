@@ -61,6 +61,15 @@ echo "$js" | grep -q '"page_fault":"on"' ||
 echo "$js" | grep -q '"samplers":{[^}]*"samples":[1-9]' || fail "the eBPF sampler counted nothing"
 say "eBPF sampler: ok"
 
+# 3d. What tierd kept of the unit's capabilities, read from the kernel: the unit's four in the
+# effective and permitted sets, nothing inheritable or ambient, no_new_privs.
+pid=$(systemctl show -p MainPID --value tierd.service)
+want=$(printf '%016x' $(((1 << 19) | (1 << 23) | (1 << 38) | (1 << 39))))
+caps=$(grep -E '^(CapPrm|CapEff|CapInh|CapAmb|NoNewPrivs):' /proc/"$pid"/status | tr -s '\t\n' '  ')
+[ "$caps" = "CapInh: 0000000000000000 CapPrm: $want CapEff: $want CapAmb: 0000000000000000 NoNewPrivs: 1 " ] ||
+	fail "tierd's capabilities: $caps (want $want in CapPrm and CapEff)"
+say "privileges: $caps"
+
 # 4. A main loop that stops making progress is killed by the watchdog and restarted, and the
 # socket serves on.
 pid=$(systemctl show -p MainPID --value tierd.service)

@@ -142,6 +142,11 @@ static void test_errors_name_file_line_and_key(void **state)
 		     "bad.conf:3: migration.rate_limit_mbps: set twice");
 	expect_error("[tiers]\nlow_watermark = 0.9\nhigh_watermark = 0.8\n", "must be below");
 	expect_error("[daemon]\nsocket = relative.sock\n", "not an absolute path");
+	expect_error("[daemon]\nsocket_mode = 0680\n", "'0680' is not an octal mode from 0 to 0777");
+	expect_error("[daemon]\nsocket_mode = 01777\n", "not an octal mode");
+	expect_error("[daemon]\nsocket_mode = -660\n", "not an octal mode");
+	expect_error("[daemon]\nsocket_group = no-such-group-here\n", "no group 'no-such-group-here'");
+	expect_error("[daemon]\nsocket_group = root, 1\n", "'root, 1' is not one group");
 	expect_error("[clients]\nallow_users = root, no-such-user-here\n", "no user 'no-such-user-here'");
 	expect_error("[sampling]\nepoch_ms\n", "bad.conf:2: not a [section]");
 	expect_error("epoch_ms = 5\n", "bad.conf:1: .epoch_ms: unknown key");
