@@ -85,7 +85,7 @@ SIM_SRC    := policy/sim.c
 DAEMON_SRC := daemon/main.c daemon/manager.c daemon/attach.c daemon/segment.c daemon/region.c \
               daemon/log.c daemon/migrate.c daemon/tiers.c daemon/placement.c daemon/config.c \
               daemon/policyd.c daemon/record.c daemon/metrics.c daemon/events.c daemon/syscheck.c \
-              daemon/bpf.c daemon/sampler.c daemon/perfsel.c daemon/memcg.c daemon/privs.c \
+              daemon/bpf.c daemon/sampler.c daemon/perfsel.c daemon/memcg.c daemon/privs.c daemon/mems.c \
               $(POLICY_SRC)
 LIBTIER_SRC := lib/libtier.c
 
@@ -282,7 +282,7 @@ $(BUILD)/tests/fuzz/fuzz_%: $(call obj,tests/fuzz/fuzz_%.c) $(BUILD)/obj/tests/f
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -linih
 
 # Unit tests link the daemon's pure modules directly.
-UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c daemon/migrate.c daemon/tiers.c \
+UNIT_LINK := $(call obj,daemon/region.c daemon/segment.c daemon/log.c daemon/migrate.c daemon/tiers.c daemon/mems.c \
 	daemon/config.c daemon/syscheck.c daemon/perfsel.c $(POLICY_SRC) $(SIM_SRC) $(COMMON_SRC))
 $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	$(call say,LINK,$@)

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "host.h"
 #include "manager.h"
+#include "mems.h"
 
 /* An idle attachment is armed every 2^IDLE_MAX_SHIFT epochs at least (manager.h, struct
  * attachment). */
@@ -146,6 +147,11 @@ int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_a
 		new_seg = true;
 	}
 	a->seg = seg;
+	/* The nodes this process may allocate on bound where its segment's pages may move (mems.h);
+	 * refreshed by placement before it moves any. */
+	if (mems_of(c->pid, &a->mems) < 0)
+		a->mems = MEMS_ALL;
+	a->mems_usec = now_usec();
 
 	fl = fcntl(uffd, F_GETFL);
 	if (fl < 0 || fcntl(uffd, F_SETFL, fl | O_NONBLOCK) < 0) {

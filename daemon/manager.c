@@ -598,7 +598,8 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 ",\"move_calls\":%" PRIu64 ",\"move_usec\":%" PRIu64 ",\"failed_nomem\":%" PRIu64 ",\"failed_busy\":%" PRIu64
 		 ",\"failed_access\":%" PRIu64 ",\"failed_noent\":%" PRIu64 ",\"failed_other\":%" PRIu64
 		 ",\"mode\":\"%s\",\"batches\":%" PRIu64 ",\"batch_timeouts\":%" PRIu64
-		 ",\"faults_held\":%" PRIu64 ",\"move_all_fallback\":%" PRIu64 ",\"passes\":%" PRIu64
+		 ",\"faults_held\":%" PRIu64 ",\"move_all_fallback\":%" PRIu64 ",\"held_mems\":%" PRIu64
+		 ",\"passes\":%" PRIu64
 		 ",\"pass_usec_last\":%" PRIu64 ",\"pass_usec_max\":%" PRIu64 "},\"policy\":%s,"
 		 "\"recording\":%s,\"mode\":\"%s\",\"events\":%" PRIu64 ",\"samplers\":%s,",
 		 TIERD_PROTO_VERSION, (int)getpid(), (double)(now_usec() - m->started_usec) / 1e6,
@@ -613,7 +614,7 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 m->mstats.err_nomem, m->mstats.err_busy, m->mstats.err_access, m->mstats.err_noent,
 		 m->mstats.err_other + m->mstats.err_fault,
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", s->batches, s->batch_timeouts,
-		 s->faults_held, m->mstats.fallback_pages, m->mstats.passes, m->mstats.pass_usec_last,
+		 s->faults_held, m->mstats.fallback_pages, m->mstats.held_mems, m->mstats.passes, m->mstats.pass_usec_last,
 		 m->mstats.pass_usec_max, policy_js, m->trace ? "true" : "false",
 		 config_mode_name(m->cfg.mode), m->events_next, samplers_js);
 	json_add(js, cap, &len,

@@ -128,6 +128,8 @@ struct attachment {
 	uint64_t faults_at_arm;
 	uint32_t continue_failures; /* UFFDIO_CONTINUEs in a row that failed with an error that
 				     * waking the thread does not cure (not EEXIST/EFAULT/ENOENT) */
+	uint64_t mems;         /* nodes its process may allocate on (cpuset.mems; mems.h) */
+	uint64_t mems_usec;    /* when they were read */
 	uint8_t idle;          /* armed epochs in a row without a fault, up to IDLE_MAX_SHIFT */
 	uint8_t rest;          /* epochs to skip before it is armed again */
 	bool dead;
@@ -266,6 +268,7 @@ struct manager {
 	struct tierd_bpf *bpf;
 	char bpf_off_why[384];
 	struct privs privs; /* what privs_drop() kept */
+	char mems_logged[160]; /* the last cpuset reason placement logged (keep_allowed_nodes) */
 	/* The programs load on a thread (sampler.c): bpf_loading until its result is taken. */
 	struct bpf_load *bpf_loading;
 	struct watch bpf_watch;

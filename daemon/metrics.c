@@ -235,6 +235,9 @@ int manager_metrics(const struct manager *m, char *buf, size_t len)
 	put(&o, "tierd_migration_failures_total{reason=\"gone\"} %" PRIu64 "\n", ms->err_noent);
 	put(&o, "tierd_migration_failures_total{reason=\"fault\"} %" PRIu64 "\n", ms->err_fault);
 	put(&o, "tierd_migration_failures_total{reason=\"other\"} %" PRIu64 "\n", ms->err_other);
+	counter(&o, "tierd_migration_held_mems_total",
+		"Planned page moves not made: the target node is outside the cpuset mems of a "
+		"process mapping the page, or of tierd.", ms->held_mems);
 	counter(&o, "tierd_migration_batches_total", "Zap-then-move batches.", s->batches);
 	counter(&o, "tierd_migration_batch_timeouts_total",
 		"Batches that moved before every client had zapped.", s->batch_timeouts);

@@ -127,7 +127,7 @@ static void count_status(int status, int node, struct migrate_stats *st)
 		st->err_fault++;
 		break;
 	default:
-		st->err_other++; /* e.g. -EINVAL, or another node (cpuset.mems) */
+		st->err_other++; /* e.g. -EINVAL */
 		break;
 	}
 }

@@ -59,6 +59,8 @@ struct migrate_stats {
 	uint64_t err_nomem, err_busy, err_access, err_noent, err_fault, err_other;
 	uint64_t bytes_moved;
 	uint64_t fallback_pages; /* zapped moves retried with MOVE_ALL: still mapped somewhere */
+	uint64_t held_mems;      /* planned moves not made: the target node is outside the cpuset
+				  * mems of a process mapping the page, or of tierd */
 	uint64_t passes, pass_usec_last, pass_usec_max; /* planning passes: the loop waits on them */
 	uint64_t move_usec; /* time spent inside move_pages(2): the engine's throughput is
 			    * bytes_moved / move_usec */

@@ -14,6 +14,7 @@
 #include "manager.h"
 #include "plan.h"
 #include "migrate.h"
+#include "mems.h"
 
 int manager_tiers_init(struct manager *m)
 {
@@ -717,6 +718,100 @@ static void keep_huge_reserve(struct manager *m, struct segment **segs, unsigned
 			       m->cfg.huge_reserve_pages);
 }
 
+/* How often placement reads a client's cpuset mems again before moving its pages: a cpuset can
+ * change under a running process (systemctl set-property AllowedMemoryNodes=, a container moved),
+ * and reading /proc/PID/status for every attachment of every planned segment on every pass would
+ * cost more than the moves it guards. */
+#define MEMS_REFRESH_USEC 1000000
+
+/* The nodes a segment's pages may go to: those tierd and every process mapping it may allocate
+ * on (mems.h). *pid gets a process that excludes `node`, or 0 when tierd itself does. */
+static uint64_t segment_mems(struct segment *s, uint64_t now, uint64_t own, int node, pid_t *pid)
+{
+	uint64_t allowed = own;
+
+	*pid = 0;
+	for (struct attachment *a = s->attachments; a; a = a->seg_next) {
+		if (now - a->mems_usec > MEMS_REFRESH_USEC) {
+			if (mems_of(a->client->pid, &a->mems) < 0)
+				a->mems = MEMS_ALL;
+			a->mems_usec = now;
+		}
+		if (node >= 0 && node < 64 && (allowed & UINT64_C(1) << node) &&
+		    !(a->mems & UINT64_C(1) << node))
+			*pid = a->client->pid;
+		allowed &= a->mems;
+	}
+	return allowed;
+}
+
+/* Drops the plan's moves to a node outside the mems of the page's segment (segment_mems): the
+ * kernel checks only tierd's own cpuset when tierd moves pages through its alias, so a client
+ * confined to some nodes would otherwise get its memory where it could not have put it. */
+static void keep_allowed_nodes(struct manager *m, struct segment **segs, unsigned nsegs, int fast,
+			       int slow, struct tierd_plan *plan)
+{
+	uint64_t own = MEMS_ALL, now = now_usec(), held = 0;
+	char nodes[64] = "", text[160];
+	int why_node = -1;
+	pid_t why_pid = 0;
+	uint32_t why_seg = 0;
+
+	if (mems_of(0, &own) < 0)
+		own = MEMS_ALL;
+	for (int side = 0; side < 2; side++) {
+		struct tierd_move *mv = side ? plan->demote : plan->promote;
+		size_t *n = side ? &plan->ndemote : &plan->npromote, k = 0, hint = 0;
+		int node = side ? slow : fast;
+		uint32_t last_seg = UINT32_MAX;
+		/* A node this kernel does not have (a --sysfs-root fixture's) is in nobody's mems:
+		 * its moves fail by themselves (ENODEV). */
+		bool check = node >= 0 && node < 64 && mems_node_exists(node), ok = true;
+
+		for (size_t i = 0; i < *n; i++) {
+			if (mv[i].seg != last_seg) {
+				size_t si = seg_index(segs, nsegs, mv[i].seg, &hint);
+				uint64_t allowed;
+				pid_t pid;
+
+				last_seg = mv[i].seg;
+				ok = true;
+				if (si < nsegs && check) {
+					allowed = segment_mems(segs[si], now, own, node, &pid);
+					ok = allowed & UINT64_C(1) << node;
+					if (!ok && why_node < 0) {
+						why_node = node;
+						why_pid = pid;
+						why_seg = mv[i].seg;
+						mems_format(allowed, nodes, sizeof(nodes));
+					}
+				}
+			}
+			if (ok)
+				mv[k++] = mv[i];
+			else
+				held++;
+		}
+		*n = k;
+	}
+	if (!held)
+		return;
+	m->mstats.held_mems += held;
+	/* No count in the text: a pass held back for the same reason folds into the last record. */
+	if (why_pid)
+		snprintf(text, sizeof(text), "held: node %d not in the cpuset mems of pid %d (seg %u: "
+			 "nodes %s)", why_node, (int)why_pid, why_seg, nodes);
+	else
+		snprintf(text, sizeof(text), "held: node %d not in tierd's own cpuset mems (seg %u: "
+			 "nodes %s)", why_node, why_seg, nodes);
+	events_skipped(m, "%s", text);
+	/* Logged when the reason changes; each pass is counted (held_mems) and in the events. */
+	if (strcmp(text, m->mems_logged)) {
+		snprintf(m->mems_logged, sizeof(m->mems_logged), "%s", text);
+		log_notice("placement: %" PRIu64 " page move(s) %s", held, text);
+	}
+}
+
 /* A pass's moves: in zap mode, each segment's share becomes a batch (moved once its clients
  * zapped it); in mapped mode, moved now, demotions first. */
 static void pass_execute(struct manager *m, struct segment **segs, unsigned nsegs,
@@ -733,6 +828,8 @@ static void pass_execute(struct manager *m, struct segment **segs, unsigned nseg
 	for (unsigned t = 1; t < v->ntiers && slow < 0; t++)
 		if (v->tiers[t].free_bytes)
 			slow = v->tiers[t].target_node;
+	/* Before the decisions are recorded: advice, too, stays within the clients' cpusets. */
+	keep_allowed_nodes(m, segs, nsegs, fast, slow, plan);
 	record_decisions(m, segs, nsegs, plan, fast, slow);
 	if (m->cfg.mode == MODE_ADVISE)
 		return; /* recorded as advice; nothing moves */
