@@ -131,6 +131,7 @@ int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_a
 	a->base = msg->base;
 	a->length = msg->length;
 	a->id = ++m->next_id;
+	a->zap_seq_sent = a->zap_seq_acked = c->seq; /* seqs from before it existed are stale */
 
 	seg = segment_find(m, info.dev, info.ino);
 	if (!seg) {
@@ -145,6 +146,14 @@ int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_a
 		}
 		memfd = -1; /* owned by the segment now */
 		new_seg = true;
+	}
+	if (!new_seg && seg->size_bytes != info.size_bytes) {
+		/* The memfd grew since the segment was set up (F_SEAL_SHRINK alone allows that): an
+		 * attachment longer than the segment's page table would index past its end. */
+		snprintf(why, whylen, "memfd size %" PRIu64 " differs from the segment's %" PRIu64
+			 " (grown since it was attached)", info.size_bytes, seg->size_bytes);
+		free(a);
+		return -EINVAL;
 	}
 	a->seg = seg;
 	/* The nodes this process may allocate on bound where its segment's pages may move (mems.h);
@@ -356,10 +365,15 @@ static int handle_fault(struct manager *m, struct attachment *a, uint64_t addr, 
 	int r;
 
 	if (pgaddr < a->base || pgaddr - a->base >= a->length) {
-		/* Not ours (cannot happen unless the client remapped): wake, never leave it blocked. */
+		/* Not ours: the client registered other memory on the uffd it handed over (or
+		 * remapped). A wake alone would let the thread fault again at once, forever: map the
+		 * page the client's own mapping has, which is what the kernel would have done. What
+		 * CONTINUE cannot resolve is woken, and counts towards CONTINUE_MAX_FAILURES. */
+		m->stats.faults_outside++;
 		log_ratelimited(LOG_WARNING, 0, "pid %d: fault at 0x%" PRIx64 " outside its segment",
 				(int)a->client->pid, addr);
-		return uffd_wake(a->uffd, pgaddr, ps) == -ESRCH ? -ESRCH : 0;
+		r = resolve(m, a, pgaddr, ps);
+		return r < 0 ? r : 0;
 	}
 	page = (pgaddr - a->base) / ps;
 	if (a->registration == TIERD_REG_WHOLE && !bit_test_clear(a->zapped, page)) {
@@ -547,7 +561,7 @@ static int send_zap(struct manager *m, struct attachment *a, struct tierd_msg_za
 	int r;
 
 	z->attach_id = a->id;
-	*seq = ++a->client->seq;
+	*seq = a->zap_seq_sent = ++a->client->seq;
 	proto_init(&z->hdr, TIERD_MSG_ZAP, (uint32_t)len, *seq);
 	r = proto_send(a->client->fd, z, len, NULL, 0);
 	if (r == -EAGAIN) {

@@ -591,7 +591,8 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 ",\"continue_absent\":%" PRIu64
 		 ",\"wake_after_unregister\":%" PRIu64 ",\"windows_armed\":%" PRIu64
 		 ",\"windows_closed\":%" PRIu64 ",\"zaps_sent\":%" PRIu64 ",\"zaps_skipped\":%" PRIu64 ",\"zaps_rested\":%" PRIu64 ",\"zap_acks\":%" PRIu64
-		 ",\"zap_errors\":%" PRIu64 ",\"clients_accepted\":%" PRIu64
+		 ",\"zap_errors\":%" PRIu64 ",\"zap_acks_stale\":%" PRIu64
+		 ",\"faults_outside\":%" PRIu64 ",\"clients_accepted\":%" PRIu64
 		 ",\"clients_refused\":%" PRIu64 ",\"clients_dropped\":%" PRIu64
 		 ",\"attach_refused\":%" PRIu64 ",\"register_errors\":%" PRIu64 "},\"tiers\":%u,\"migration\":{\"enabled\":%s"
 		 ",\"promoted\":%" PRIu64 ",\"demoted\":%" PRIu64 ",\"bytes_moved\":%" PRIu64
@@ -607,7 +608,8 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 m->cfg.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", m->cfg.migrate ? "true" : "false", m->nclients, s->faults, s->first_touch_faults,
 		 s->continue_eexist, s->continue_retries, s->continue_failed, s->continue_drops,
 		 s->continue_absent, s->wake_after_unregister, s->windows_armed,
-		 s->windows_closed, s->zaps_sent, s->zaps_skipped, s->zaps_rested, s->zap_acks, s->zap_errors, s->clients_accepted,
+		 s->windows_closed, s->zaps_sent, s->zaps_skipped, s->zaps_rested, s->zap_acks, s->zap_errors,
+		 s->zap_acks_stale, s->faults_outside, s->clients_accepted,
 		 s->clients_refused, s->clients_dropped, s->attach_refused, s->register_errors,
 		 m->topo.ntiers, m->cfg.migrate && m->topo.ntiers > 1 ? "true" : "false",
 		 m->mstats.promoted, m->mstats.demoted, m->mstats.bytes_moved, m->mstats.calls, m->mstats.move_usec,
@@ -886,9 +888,13 @@ static void on_client_message(struct manager *m, struct client *c, void *buf, si
 		const struct tierd_msg_zap_done *d = buf;
 		struct attachment *a = client_attachment(c, d->attach_id);
 
-		if (a && a->zaps_in_flight)
-			a->zaps_in_flight--;
-		if (a && a->batch_waiting && h->seq == a->batch_seq)
+		if (!a || !a->zaps_in_flight || h->seq <= a->zap_seq_acked || h->seq > a->zap_seq_sent) {
+			m->stats.zap_acks_stale++;
+			break;
+		}
+		a->zaps_in_flight--;
+		a->zap_seq_acked = h->seq;
+		if (a->batch_waiting && h->seq == a->batch_seq)
 			a->batch_waiting = false; /* its batch may move (manager_batches_poll) */
 		m->stats.zap_acks++;
 		if (d->status < 0)

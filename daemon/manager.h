@@ -119,6 +119,10 @@ struct attachment {
 	uint8_t *zapped;       /* REG_WHOLE: pages tierd asked to zap and not yet faulted or closed */
 	uint64_t faults;
 	uint32_t zaps_in_flight;
+	/* Seqs of the last ZAP sent and the last one acknowledged: an ack counts only for a ZAP
+	 * sent and not yet acknowledged (acks come in order), so a replayed or invented ZAP_DONE
+	 * cannot buy more zaps in flight. */
+	uint64_t zap_seq_sent, zap_seq_acked;
 	uint64_t batch_seq;    /* seq of the ZAP of its segment's migration batch */
 	bool batch_waiting;    /* that ZAP is not acknowledged yet */
 	bool armed;            /* got this epoch's windows (registered/zapped): close them */
@@ -183,6 +187,8 @@ struct manager_stats {
 	uint64_t continue_failed, continue_drops; /* CONTINUE errors; clients dropped for them */
 	uint64_t wake_after_unregister;
 	uint64_t windows_armed, windows_closed, zaps_sent, zaps_skipped, zaps_rested, zap_acks, zap_errors;
+	uint64_t zap_acks_stale;  /* ZAP_DONEs for no ZAP in flight (replayed, invented): ignored */
+	uint64_t faults_outside;  /* faults outside the attachment's mapping (client-registered) */
 	uint64_t clients_accepted, clients_refused, clients_dropped, attach_refused;
 	uint64_t register_errors, epochs;
 	uint64_t batches, batch_timeouts, faults_held; /* zap-then-move batches */

@@ -55,6 +55,13 @@ int memfd_inspect(int fd, struct memfd_info *info, char *why, size_t whylen)
 		snprintf(why, whylen, "memfd must be open read-write");
 		return -EBADF;
 	}
+	/* The size only now, with F_SEAL_SHRINK seen: from here it can never go down. A size read
+	 * before the seals could be stale: the client shrinks, then seals, in between, and tierd's
+	 * alias would reach past the end of the file (tests/kernel/test_hostile.c, shrink race). */
+	if (fstat(fd, &st) < 0) {
+		snprintf(why, whylen, "cannot stat the segment fd: %s", strerror(errno));
+		return -errno;
+	}
 	info->dev = st.st_dev;
 	info->ino = st.st_ino;
 	info->size_bytes = (uint64_t)st.st_size;

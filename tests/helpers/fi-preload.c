@@ -10,15 +10,22 @@
  * ENOMEM, EAGAIN, EIO, EINVAL. At exit, the injected counts go to $TIERD_FI_REPORT when set
  * ("continue N\nwake N\n"). Built without sanitizers: an ASan tierd needs
  * ASAN_OPTIONS=verify_asan_link_order=0 to accept it.
+ *
+ *   TIERD_FI_SEALS_DELAY_MS=400
+ *
+ * makes every fcntl(F_GET_SEALS) sleep 400 ms before it reads the seals: a window in which a
+ * test changes the memfd between what tierd read before and what it reads after.
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 enum { FI_CONTINUE, FI_WAKE, FI_N };
 
@@ -32,6 +39,8 @@ static struct {
 } fi[FI_N];
 
 static int (*real_ioctl)(int, unsigned long, ...);
+static int (*real_fcntl)(int, int, ...);
+static long seals_delay_ms;
 
 static int errno_of(const char *s)
 {
@@ -50,7 +59,12 @@ __attribute__((constructor)) static void fi_init(void)
 	const char *spec = getenv("TIERD_FI");
 	char buf[256], *save = NULL;
 
+	const char *delay = getenv("TIERD_FI_SEALS_DELAY_MS");
+
 	real_ioctl = (int (*)(int, unsigned long, ...))dlsym(RTLD_NEXT, "ioctl");
+	real_fcntl = (int (*)(int, int, ...))dlsym(RTLD_NEXT, "fcntl");
+	if (delay)
+		seals_delay_ms = strtol(delay, NULL, 10);
 	if (!spec)
 		return;
 	snprintf(buf, sizeof(buf), "%s", spec);
@@ -96,4 +110,22 @@ int ioctl(int fd, unsigned long req, ...)
 			return -1;
 		}
 	return real_ioctl(fd, req, arg);
+}
+
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (cmd == F_GET_SEALS && seals_delay_ms > 0) {
+		struct timespec ts = { .tv_sec = seals_delay_ms / 1000,
+				       .tv_nsec = (seals_delay_ms % 1000) * 1000000L };
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	return real_fcntl(fd, cmd, arg);
 }

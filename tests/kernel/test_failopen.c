@@ -207,25 +207,12 @@ static void test_client_killed_mid_fault(void **state)
  * `report` when it exits. */
 static pid_t start_tierd_fi(const char *spec, const char *report)
 {
-	const char *asan = getenv("ASAN_OPTIONS");
-	char saved[400], opts[512];
+	const char *const vars[] = { "TIERD_FI", spec, "TIERD_FI_REPORT", report, NULL };
 	pid_t d;
 
-	snprintf(saved, sizeof(saved), "%s", asan ? asan : "");
-	/* An ASan tierd refuses a library loaded before its runtime unless told not to check. */
-	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", saved, asan ? ":" : "");
-	setenv("ASAN_OPTIONS", opts, 1);
-	setenv("LD_PRELOAD", harness_bin("tests/helpers/libfi.so"), 1);
-	setenv("TIERD_FI", spec, 1);
-	setenv("TIERD_FI_REPORT", report, 1);
+	harness_fi_env_begin(vars);
 	d = start_tierd();
-	unsetenv("LD_PRELOAD");
-	unsetenv("TIERD_FI");
-	unsetenv("TIERD_FI_REPORT");
-	if (asan)
-		setenv("ASAN_OPTIONS", saved, 1);
-	else
-		unsetenv("ASAN_OPTIONS");
+	harness_fi_env_end(vars);
 	return d;
 }
 

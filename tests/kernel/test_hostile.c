@@ -9,6 +9,10 @@
  * it: the daemon is alive, the segment is TRACKED and was never re-attached, and tierd's fault
  * count for it keeps rising. Every case also checks that tierd kept none of the fds it was handed:
  * its /proc/PID/fd count returns to the baseline taken at setup.
+ *
+ * Every access of the toucher thread is timed, per case and overall, and every hostile input is
+ * counted by kind (the case's name unless the case names a finer kind): test_summary, the last
+ * case, prints both tables and holds the good client's latency to a bound.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -35,6 +39,7 @@
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -50,6 +55,34 @@
 #define REPLY_MS 2000u
 #define SEALS_OK (F_SEAL_SHRINK | F_SEAL_GROW)
 
+#define MAX_CASES 48
+#define MAX_KINDS 64
+/* Latency histogram: LAT_SUB buckets per power of two, so a percentile is within 1/16 of the
+ * truth; values below LAT_SUB ns get a bucket each. */
+#define LAT_SUB 16u
+#define LAT_BUCKETS (64u * LAT_SUB)
+/* An access slower than this (a bucket boundary) faulted, into tierd or the kernel, or the thread
+ * was preempted: the accesses worth looking at. A cached access takes ~100 ns. */
+#define SLOW_NS 4096u
+/* Bounds on the good client's accesses under attack, loose enough for a loaded 2-CPU box (a
+ * preempted toucher waits tens of ms) but well below what a blocked tierd costs: a fault stalls
+ * until tierd answers or libtier's guardian gives up on it (2 s + a heartbeat). */
+#define SLOW_P99_MAX_NS (100u * 1000000u)
+#define ACCESS_MAX_NS (1000u * 1000000u)
+
+/* One case's accesses of the good segment. Written by the toucher only (relaxed). */
+struct lat {
+	_Atomic uint64_t n, max_ns;
+	_Atomic uint64_t b[LAT_BUCKETS];
+};
+
+/* Hostile inputs of one kind: sent, and refused (refused, dropped or ignored without effect, as
+ * the case asserts: counted only once the assertion passed). */
+struct hkind {
+	const char *name;
+	unsigned sent, refused;
+};
+
 static struct {
 	char sock[128];
 	pid_t tierd;
@@ -63,7 +96,37 @@ static struct {
 	int uffd;              /* the test process's own uffd, for hand-made ATTACHes */
 	uint64_t uffd_features;
 	bool in_case;          /* a case started and has not reached finish() */
+	_Atomic unsigned case_idx; /* the toucher's slot in lat[]: 0 is the group setup */
+	const char *case_name[MAX_CASES];
+	struct hkind kinds[MAX_KINDS];
+	unsigned nkinds;
+	struct hkind *kind;    /* where sent()/refused() count */
 } g = { .tierd = -1, .uffd = -1 };
+
+static struct lat lat[MAX_CASES];
+
+/* ---- counting hostile inputs -------------------------------------------------------------------- */
+
+/* Inputs from here on count as `name` (until the next case or kind()). */
+static void kind(const char *name)
+{
+	for (unsigned i = 0; i < g.nkinds; i++)
+		if (!strcmp(g.kinds[i].name, name)) {
+			g.kind = &g.kinds[i];
+			return;
+		}
+	assert_true(g.nkinds < MAX_KINDS);
+	g.kind = &g.kinds[g.nkinds++];
+	g.kind->name = name;
+}
+
+static void counted(unsigned sent, unsigned refused)
+{
+	if (!g.kind)
+		kind("(setup)");
+	g.kind->sent += sent;
+	g.kind->refused += refused;
+}
 
 /* Receive buffer of the raw helpers (also used by forked children: their own copy). */
 static uint8_t rbuf[TIERD_MSG_MAX_BYTES];
@@ -136,9 +199,10 @@ static uint16_t msg_type(void)
 	return ((const struct tierd_msg_hdr *)rbuf)->type;
 }
 
-/* The next packet that is not a ZAP (ZAPs are dropped unanswered) into rbuf: its length, 0 at
- * EOF, or a negative errno (-ETIMEDOUT). Received fds are closed. */
-static ssize_t recv_msg(int sock, unsigned timeout_ms)
+/* The next packet into rbuf: with zaps_of 0, the next that is not a ZAP (ZAPs are dropped
+ * unanswered); else the next ZAP for attachment zaps_of (ids start at 1), everything else
+ * dropped. Its length, 0 at EOF, or a negative errno (-ETIMEDOUT). Received fds are closed. */
+static ssize_t recv_pkt(int sock, unsigned timeout_ms, uint32_t zaps_of)
 {
 	uint64_t deadline = mono_usec() + (uint64_t)timeout_ms * 1000u;
 
@@ -147,6 +211,7 @@ static ssize_t recv_msg(int sock, unsigned timeout_ms)
 		int64_t left_ms = ((int64_t)deadline - (int64_t)mono_usec()) / 1000;
 		int fds[PROTO_MAX_FDS];
 		unsigned nfds = 0;
+		bool zap;
 		ssize_t n;
 
 		if (left_ms <= 0)
@@ -157,10 +222,17 @@ static ssize_t recv_msg(int sock, unsigned timeout_ms)
 		proto_close_fds(fds, nfds);
 		if (n == -EAGAIN)
 			continue;
-		if (n >= (ssize_t)sizeof(struct tierd_msg_hdr) && msg_type() == TIERD_MSG_ZAP)
-			continue;
-		return n;
+		if (n < (ssize_t)sizeof(struct tierd_msg_hdr))
+			return n;
+		zap = msg_type() == TIERD_MSG_ZAP && (size_t)n >= sizeof(struct tierd_msg_zap);
+		if (zaps_of ? zap && ((struct tierd_msg_zap *)rbuf)->attach_id == zaps_of : !zap)
+			return n;
 	}
+}
+
+static ssize_t recv_msg(int sock, unsigned timeout_ms)
+{
+	return recv_pkt(sock, timeout_ms, 0);
 }
 
 static int send_hello(int sock, uint32_t flags)
@@ -319,6 +391,7 @@ static int drop_case(bool do_hello, const void *pkt, size_t len, const int *fds,
 	assert_int_equal(send_pkt(sock, pkt, len, fds, nfds), 0);
 	assert_int_equal(expect_drop(sock, &err), 0);
 	close(sock);
+	counted(1, 1);
 	return err;
 }
 
@@ -342,21 +415,127 @@ static void expect_refused(const char *what, const struct tierd_msg_attach *msg,
 	assert_fds(g.fd_base + 1);
 	close(sock);
 	assert_fds(g.fd_base);
+	counted(1, 1);
 }
 
 /* ---- the well-behaved client ------------------------------------------------------------------- */
 
+static unsigned lat_bucket(uint64_t ns)
+{
+	unsigned msb;
+
+	if (ns < LAT_SUB)
+		return (unsigned)ns;
+	msb = 63u - (unsigned)__builtin_clzll(ns); /* >= 4 */
+	return (msb - 3u) * LAT_SUB + (unsigned)((ns >> (msb - 4u)) & (LAT_SUB - 1u));
+}
+
+/* The largest value bucket b holds. */
+static uint64_t lat_bucket_top(unsigned b)
+{
+	unsigned msb = b / LAT_SUB + 3u;
+
+	if (b < LAT_SUB)
+		return b;
+	return ((uint64_t)(LAT_SUB + b % LAT_SUB) << (msb - 4u)) + ((uint64_t)1 << (msb - 4u)) - 1u;
+}
+
+static uint64_t nsec_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void lat_add(struct lat *l, uint64_t ns)
+{
+	_Atomic uint64_t *b = &l->b[lat_bucket(ns)];
+
+	atomic_store_explicit(b, atomic_load_explicit(b, memory_order_relaxed) + 1, memory_order_relaxed);
+	atomic_store_explicit(&l->n, atomic_load_explicit(&l->n, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	if (ns > atomic_load_explicit(&l->max_ns, memory_order_relaxed))
+		atomic_store_explicit(&l->max_ns, ns, memory_order_relaxed);
+}
+
+/* Times every access: those that fault into tierd wait for its UFFDIO_CONTINUE. */
 static void *touch_loop(void *arg)
 {
 	volatile uint8_t *base = tier_segment_addr(g.seg);
 
 	(void)arg;
 	while (!atomic_load(&g.stop)) {
-		for (uint64_t p = 0; p < g.npages; p++)
+		for (uint64_t p = 0; p < g.npages; p++) {
+			uint64_t t0 = nsec_now();
+
 			base[p * g.page_size + (p % 61) * 64] += 1;
+			lat_add(&lat[atomic_load_explicit(&g.case_idx, memory_order_relaxed)],
+				nsec_now() - t0);
+		}
 		msleep(1);
 	}
 	return NULL;
+}
+
+/* Percentiles of the accesses in `l` (all, or only those of at least SLOW_NS). */
+struct lat_summary {
+	uint64_t n, slow, p50, p99, max, slow_p99;
+};
+
+static uint64_t lat_pct(const uint64_t *b, unsigned from, uint64_t n, double q)
+{
+	uint64_t want = (uint64_t)(q * (double)n + 0.999999), seen = 0;
+
+	for (unsigned i = from; i < LAT_BUCKETS && n; i++) {
+		seen += b[i];
+		if (seen >= want)
+			return lat_bucket_top(i);
+	}
+	return 0;
+}
+
+/* Sums the slots [first, last] into one summary. */
+static struct lat_summary lat_sum(unsigned first, unsigned last)
+{
+	static uint64_t b[LAT_BUCKETS];
+	struct lat_summary s = { 0 };
+	unsigned slow_from = lat_bucket(SLOW_NS);
+
+	memset(b, 0, sizeof(b));
+	for (unsigned c = first; c <= last; c++) {
+		uint64_t mx = atomic_load_explicit(&lat[c].max_ns, memory_order_relaxed);
+
+		for (unsigned i = 0; i < LAT_BUCKETS; i++)
+			b[i] += atomic_load_explicit(&lat[c].b[i], memory_order_relaxed);
+		if (mx > s.max)
+			s.max = mx;
+	}
+	for (unsigned i = 0; i < LAT_BUCKETS; i++) {
+		s.n += b[i];
+		s.slow += i >= slow_from ? b[i] : 0;
+	}
+	s.p50 = lat_pct(b, 0, s.n, 0.50);
+	s.p99 = lat_pct(b, 0, s.n, 0.99);
+	s.slow_p99 = lat_pct(b, slow_from, s.slow, 0.99);
+	if (s.p99 > s.max)
+		s.p99 = s.max;
+	if (s.slow_p99 > s.max)
+		s.slow_p99 = s.max;
+	return s;
+}
+
+static void lat_print(const char *name, struct lat_summary s)
+{
+	print_message("  %-28s %9llu %7llu %8.2f %8.2f %10.1f %10.1f\n", name,
+		      (unsigned long long)s.n, (unsigned long long)s.slow, (double)s.p50 / 1e3,
+		      (double)s.p99 / 1e3, (double)s.slow_p99 / 1e3, (double)s.max / 1e3);
+}
+
+static void lat_header(void)
+{
+	print_message("  %-28s %9s %7s %8s %8s %10s %10s\n", "good client's accesses", "n",
+		      ">4us", "p50 us", "p99 us", "p99>4us us", "max us");
 }
 
 static uint64_t good_faults(void)
@@ -400,8 +579,12 @@ static void assert_serving(void)
 /* The end of every case: nothing left in tierd, and the good client served. */
 static void finish(void)
 {
+	unsigned c = atomic_load(&g.case_idx);
+
 	assert_fds(g.fd_base);
 	assert_serving();
+	lat_header();
+	lat_print(g.case_name[c], lat_sum(c, c));
 	g.in_case = false;
 }
 
@@ -409,7 +592,15 @@ static void finish(void)
  * its own that tierd still serves), take a new baseline so one failure does not fail the rest. */
 static int case_setup(void **state)
 {
-	(void)state;
+	const char *name = *state;
+	unsigned c = atomic_load(&g.case_idx) + 1;
+
+	if (c >= MAX_CASES)
+		return -1;
+	/* The case's name without "test_" names its latency slot and its kind of input. */
+	g.case_name[c] = strncmp(name, "test_", 5) ? name : name + 5;
+	atomic_store(&g.case_idx, c);
+	kind(g.case_name[c]);
 	if (g.in_case) {
 		int n = settled_fds(g.tierd);
 
@@ -441,6 +632,7 @@ static int group_setup(void **state)
 		rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
 		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	g.case_name[0] = "(group setup)";
 	g.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	g.uffd = make_uffd(&g.uffd_features);
 	if (g.uffd < 0) {
@@ -1137,6 +1329,7 @@ static void test_attach_then_exit(void **state)
 		}
 		assert_int_equal(wait_exit(pid, 3000), 0);
 	}
+	counted(24, 24); /* each refused, or released at its exit */
 	finish();
 }
 
@@ -1166,6 +1359,8 @@ static void test_thousand_connects(void **state)
 	/* The 1000, the good client and the status query itself. */
 	assert_int_equal(json_int(js, NULL, "clients"), N + 2);
 	assert_int_equal(wait_fds(g.tierd, g.fd_base, 2000), g.fd_base);
+	kind("connect flood (served, not refused)");
+	counted(N, 0);
 	finish();
 }
 
@@ -1199,6 +1394,7 @@ static void test_never_reads(void **state)
 	assert_int_equal(expect_drop(sock, &err), 0);
 	close(sock);
 	assert_int_equal(status_stat(g.sock, "clients_dropped"), dropped0 + 1);
+	counted(1, 1);
 	finish();
 }
 
@@ -1237,6 +1433,7 @@ static void test_attached_never_reads(void **state)
 	assert_int_equal(expect_drop(sock, &err), 0);
 	close(sock);
 	mfd_free(&m);
+	counted(1, 1);
 	finish();
 }
 
@@ -1280,6 +1477,7 @@ static void test_foreign_ids(void **state)
 	assert_int_equal(hr->total_pages, g.npages);
 	assert_int_equal(ping(sock), 0);
 	close(sock);
+	counted(2001, 2001); /* 1000 DETACHes, 1000 ZAP_DONEs, a HEAT_QUERY for no segment */
 	finish();
 }
 
@@ -1310,6 +1508,7 @@ static void test_attach_limit(void **state)
 	print_message("  65th attach -> %d \"%s\"\n", rep.status, rep.reason);
 	assert_int_equal(rep.status, -EMFILE);
 	assert_non_null(strstr(rep.reason, "too many attachments"));
+	counted(1, 1);
 	/* The connection, one memfd for the segment, one uffd per attachment. */
 	assert_int_equal(wait_fds(d3, base3 + 1 + 1 + 64, SETTLE_MS), base3 + 66);
 	close(sock);
@@ -1322,39 +1521,58 @@ static void test_attach_limit(void **state)
 
 /* ---- SO_PEERCRED against --allow-uid ------------------------------------------------------------ */
 
-/*
- * A child (after _Fork) connecting as uid:gid. Refused as expected: exits 0 after ERROR -EACCES
- * and the close, 1 after a bare close. With expect_welcome: exits 0 when HELLO got a WELCOME.
- * Raw syscalls: glibc's setresuid would try to sync threads the child does not have.
- */
-static int as_uid(const char *sock_path, uid_t uid, bool expect_welcome)
+/* Runs fn(arg) in a child (after _Fork) as uid:gid `uid`; returns its exit status as
+ * wait_exit() does (10: the uid could not be taken). Raw syscalls: glibc's setresuid would try to
+ * sync threads the child does not have. */
+static int run_as_uid(uid_t uid, int (*fn)(const void *), const void *arg)
 {
 	pid_t pid = _Fork();
 
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
-		ssize_t n;
-		int sock;
-
 		if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, uid, uid, uid) < 0 ||
 		    syscall(SYS_setresuid, uid, uid, uid) < 0)
 			_exit(10);
-		sock = raw_connect_to(sock_path);
-		if (sock < 0)
-			_exit(11);
-		if (expect_welcome)
-			_exit(hello(sock) == 0 ? 0 : 12);
-		n = recv_msg(sock, REPLY_MS);
-		if (n == 0 || n == -ECONNRESET)
-			_exit(1);
-		if (n <= 0 || msg_type() != TIERD_MSG_ERROR ||
-		    ((struct tierd_msg_error *)rbuf)->status != -EACCES)
-			_exit(13);
-		n = recv_msg(sock, REPLY_MS);
-		_exit(n == 0 || n == -ECONNRESET ? 0 : 14);
+		_exit(fn(arg));
 	}
 	return wait_exit(pid, 5000);
+}
+
+struct as_uid_arg {
+	const char *sock;
+	bool expect_welcome;
+};
+
+static int as_uid_child(const void *arg)
+{
+	const struct as_uid_arg *x = arg;
+	int sock = raw_connect_to(x->sock);
+	ssize_t n;
+
+	if (sock < 0)
+		return 11;
+	if (x->expect_welcome)
+		return hello(sock) == 0 ? 0 : 12;
+	n = recv_msg(sock, REPLY_MS);
+	if (n == 0 || n == -ECONNRESET)
+		return 1;
+	if (n <= 0 || msg_type() != TIERD_MSG_ERROR ||
+	    ((struct tierd_msg_error *)rbuf)->status != -EACCES)
+		return 13;
+	n = recv_msg(sock, REPLY_MS);
+	return n == 0 || n == -ECONNRESET ? 0 : 14;
+}
+
+/*
+ * A client connecting as `uid`. Refused as expected: exits 0 after ERROR -EACCES and the close,
+ * 1 after a bare close. With expect_welcome: exits 0 when HELLO got a WELCOME.
+ */
+static int as_uid(const char *sock_path, uid_t uid, bool expect_welcome)
+{
+	const struct as_uid_arg x = { .sock = sock_path, .expect_welcome = expect_welcome };
+
+	return run_as_uid(uid, as_uid_child, &x);
 }
 
 static void test_allow_uid(void **state)
@@ -1384,40 +1602,438 @@ static void test_allow_uid(void **state)
 	assert_int_equal(hello(sock), 0);
 	close(sock);
 	assert_int_equal(status_stat(sock2, "clients_refused"), 2);
+	counted(2, 2);
 	assert_int_equal(wait_fds(d2, base2, SETTLE_MS), base2);
 	assert_int_equal(daemon_stop(d2), 0);
 	finish();
 }
 
+/* ---- sizes and seals read in the wrong order ------------------------------------------------------ */
+
+/* Shrunk, then sealed, then attached at its old length: refused for its size. And a memfd sealed
+ * F_SEAL_SHRINK only, grown after a first attach and attached again at the new length: refused
+ * (the segment's page table has the old length; an attachment past it would index beyond it). */
+static void test_attach_resized_memfd(void **state)
+{
+	struct mfd m = mfd_new(2 * RAW_BYTES, 0, true), g2 = mfd_new(RAW_BYTES, F_SEAL_SHRINK, false);
+	struct tierd_msg_attach a = attach_msg(m.addr, 2 * RAW_BYTES);
+	struct tierd_msg_attached rep;
+	uint8_t *map2;
+	int sock;
+
+	(void)state;
+	kind("shrunk memfd");
+	assert_int_equal(ftruncate(m.fd, RAW_BYTES), 0);
+	assert_int_equal(fcntl(m.fd, F_ADD_SEALS, SEALS_OK), 0);
+	expect_refused("shrunk, sealed, old length", &a, m.fd, g.uffd, "does not match the memfd's size");
+
+	kind("grown memfd");
+	map2 = mmap(NULL, 2 * RAW_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, g2.fd, 0);
+	assert_true(map2 != MAP_FAILED);
+	sock = raw_connect();
+	assert_int_equal(hello(sock), 0);
+	a = attach_msg(map2, RAW_BYTES);
+	assert_int_equal(do_attach(sock, &a, g2.fd, g.uffd, &rep), 0);
+	assert_int_equal(rep.status, 0);
+	assert_int_equal(ftruncate(g2.fd, 2 * RAW_BYTES), 0);
+	a = attach_msg(map2, 2 * RAW_BYTES);
+	assert_int_equal(do_attach(sock, &a, g2.fd, g.uffd, &rep), 0);
+	print_message("  %-30s -> %d \"%s\"\n", "grown since its first attach", rep.status, rep.reason);
+	if (rep.status >= 0 || !strstr(rep.reason, "grown")) {
+		close(sock);
+		fail_msg("grown memfd: status %d \"%s\"", rep.status, rep.reason);
+	}
+	counted(1, 1);
+	assert_int_equal(ping(sock), 0);
+	assert_fds(g.fd_base + 3); /* the connection, the segment's memfd, the first attach's uffd */
+	close(sock);
+	munmap(map2, 2 * RAW_BYTES);
+	mfd_free(&g2);
+	mfd_free(&m);
+	finish();
+}
+
+/*
+ * The shrink race: the client hands over an unsealed memfd of 2 MiB, and while tierd checks it,
+ * shrinks it to 1 MiB and seals it. tierd must never accept the old size with the new seals.
+ * A racing thread would hit the microsecond between tierd's two reads almost never; instead a
+ * tierd of its own runs with fi-preload's TIERD_FI_SEALS_DELAY_MS, so its F_GET_SEALS sleeps and
+ * the test shrinks and seals inside that sleep. What this proves: whatever tierd read before the
+ * seals, the size it accepts is read after them (read size-then-seals, it accepted 2 MiB). What it
+ * cannot: a read of the size somewhere other than around F_GET_SEALS (the code was read for that:
+ * memfd_inspect is the only place), or a shrink after the seal (the kernel forbids it).
+ */
+static void test_attach_shrink_race(void **state)
+{
+	const char *const vars[] = { "TIERD_FI_SEALS_DELAY_MS", "1000", NULL };
+	struct mfd m = mfd_new(2 * RAW_BYTES, 0, true);
+	struct tierd_msg_attach a = attach_msg(m.addr, 2 * RAW_BYTES);
+	char sock4[160];
+	ssize_t n;
+	int base4, sock;
+	pid_t d4;
+
+	(void)state;
+	kind("shrink+seal during ATTACH");
+	snprintf(sock4, sizeof(sock4), "%s/race.sock", harness_dir());
+	harness_fi_env_begin(vars);
+	d4 = daemon_start(sock4, "--max-windows", "0", NULL);
+	harness_fi_env_end(vars);
+	assert_true(d4 > 0);
+	base4 = settled_fds(d4);
+	sock = raw_connect_to(sock4);
+	assert_true(sock >= 0);
+	assert_int_equal(hello(sock), 0);
+	assert_int_equal(proto_send(sock, &a, sizeof(a), (int[]){ m.fd, g.uffd }, 2), 0);
+	msleep(300); /* tierd has read the size and sleeps in F_GET_SEALS */
+	assert_int_equal(ftruncate(m.fd, RAW_BYTES), 0);
+	assert_int_equal(fcntl(m.fd, F_ADD_SEALS, SEALS_OK), 0);
+	n = recv_msg(sock, 3000);
+	assert_true(n >= (ssize_t)sizeof(struct tierd_msg_attached));
+	assert_int_equal(msg_type(), TIERD_MSG_ATTACHED);
+	print_message("  %-30s -> %d \"%s\"\n", "shrunk and sealed mid-check",
+		      ((struct tierd_msg_attached *)rbuf)->status, ((struct tierd_msg_attached *)rbuf)->reason);
+	assert_true(((struct tierd_msg_attached *)rbuf)->status < 0);
+	assert_non_null(strstr(((struct tierd_msg_attached *)rbuf)->reason,
+			       "does not match the memfd's size"));
+	counted(1, 1);
+	close(sock);
+	assert_int_equal(wait_fds(d4, base4, SETTLE_MS), base4);
+	assert_int_equal(daemon_stop(d4), 0);
+	mfd_free(&m);
+	finish();
+}
+
+/* ---- another uid, replayed ids, a uffd with more on it ------------------------------------------ */
+
+struct ctl_req {
+	uint32_t op;
+	const char *arg; /* one argument, or NULL */
+};
+
+/* CONTROL → CONTROL_REPLY: its status, or a positive code when no reply came. */
+static int control(int sock, const struct ctl_req *q)
+{
+	uint8_t pkt[128] = { 0 };
+	struct tierd_msg_control *c = (struct tierd_msg_control *)pkt;
+	size_t len = sizeof(*c);
+
+	if (q->arg) {
+		memcpy(pkt + len, q->arg, strlen(q->arg) + 1);
+		len += strlen(q->arg) + 1;
+		c->nargs = 1;
+	}
+	c->op = q->op;
+	proto_init(&c->hdr, TIERD_MSG_CONTROL, (uint32_t)len, 40);
+	if (proto_send(sock, pkt, len, NULL, 0) < 0 || recv_msg(sock, REPLY_MS) <= 0 ||
+	    msg_type() != TIERD_MSG_CONTROL_REPLY)
+		return 1000;
+	return ((struct tierd_msg_control_reply *)rbuf)->status;
+}
+
+/* As uid 65534: every per-segment read or control message on the good segment, and every
+ * operation that would change what tierd does to it. Exit status: 0, or the step that failed. */
+static int other_uid_child(const void *arg)
+{
+	const struct tier_info *ti = arg;
+	const struct ctl_req denied[] = { { TIERD_CTL_RELEASE_ALL, NULL },
+					  { TIERD_CTL_MODE, "observe" },
+					  { TIERD_CTL_POLICY_SET, "none" } };
+	struct tierd_msg_heat_query q = { .segment_id = ti->segment_id };
+	struct tierd_msg_detach d = { .attach_id = ti->attach_id };
+	struct tierd_msg_zap_done z = { .attach_id = ti->attach_id };
+	int sock = raw_connect_to(g.sock);
+
+	if (sock < 0 || hello(sock) < 0)
+		return 20;
+	proto_init(&q.hdr, TIERD_MSG_HEAT_QUERY, sizeof(q), 30);
+	if (proto_send(sock, &q, sizeof(q), NULL, 0) < 0 || recv_msg(sock, REPLY_MS) <= 0 ||
+	    msg_type() != TIERD_MSG_HEAT_REPLY)
+		return 21;
+	if (((struct tierd_msg_heat_reply *)rbuf)->status != -EACCES ||
+	    ((struct tierd_msg_heat_reply *)rbuf)->npages != 0)
+		return 22;
+	/* Another client's ids: no reply, no effect (the parent checks the good client). */
+	proto_init(&d.hdr, TIERD_MSG_DETACH, sizeof(d), 31);
+	proto_init(&z.hdr, TIERD_MSG_ZAP_DONE, sizeof(z), 32);
+	if (proto_send(sock, &d, sizeof(d), NULL, 0) < 0 || proto_send(sock, &z, sizeof(z), NULL, 0) < 0)
+		return 23;
+	for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++)
+		if (control(sock, &denied[i]) != -EPERM)
+			return 24 + (int)i;
+	return ping(sock) == 0 ? 0 : 29;
+}
+
+static void test_other_uid_reads(void **state)
+{
+	long long stale0 = status_stat(g.sock, "zap_acks_stale");
+	struct tier_info ti;
+	struct stat st;
+	int r;
+
+	(void)state;
+	kind("other uid: heat, detach, zap_done, control");
+	tier_segment_info(g.seg, &ti);
+	assert_int_equal(stat(g.sock, &st), 0);
+	assert_int_equal(chmod(g.sock, 0777), 0);
+	r = run_as_uid(65534, other_uid_child, &ti);
+	assert_int_equal(chmod(g.sock, st.st_mode & 07777), 0);
+	print_message("  uid 65534 on the good segment: %s (exit %d)\n",
+		      r == 0 ? "HEAT_QUERY -EACCES, DETACH/ZAP_DONE ignored, 3 CONTROLs -EPERM" : "FAILED",
+		      r);
+	assert_int_equal(r, 0);
+	counted(6, 6);
+	assert_int_equal(status_stat(g.sock, "zap_acks_stale"), stale0 + 1);
+	finish();
+}
+
+/* The next ZAP for attach_id on sock within timeout_ms: its seq, or 0 when none came. */
+static uint64_t recv_zap(int sock, uint32_t attach_id, unsigned timeout_ms)
+{
+	return recv_pkt(sock, timeout_ms, attach_id) > 0 ? ((struct tierd_msg_hdr *)rbuf)->seq : 0;
+}
+
+static int send_zap_done(int sock, uint32_t attach_id, uint64_t seq)
+{
+	struct tierd_msg_zap_done z = { .attach_id = attach_id };
+
+	proto_init(&z.hdr, TIERD_MSG_ZAP_DONE, sizeof(z), seq);
+	return proto_send(sock, &z, sizeof(z), NULL, 0);
+}
+
+static int send_detach(int sock, uint32_t attach_id)
+{
+	struct tierd_msg_detach d = { .attach_id = attach_id };
+
+	proto_init(&d.hdr, TIERD_MSG_DETACH, sizeof(d), 50);
+	return proto_send(sock, &d, sizeof(d), NULL, 0);
+}
+
+/*
+ * A client replaying its own ids: DETACH of an attachment it already detached (while a new one
+ * of the same memfd lives), ZAP_DONE of a batch already acknowledged, of an attachment gone, or
+ * of a seq tierd never sent. Each is ignored: the live attachment stays, and the acks buy no zaps
+ * past the in-flight limit (4): a client that acknowledges nothing gets 4 ZAPs and no more.
+ */
+static void test_replayed_ids(void **state)
+{
+	long long stale0 = status_stat(g.sock, "zap_acks_stale");
+	struct mfd m = mfd_new(RAW_BYTES, SEALS_OK, true);
+	struct tierd_msg_attach a = attach_msg(m.addr, RAW_BYTES);
+	struct tierd_msg_attached rep;
+	uint64_t old_zap, zaps[4];
+	uint32_t a1, a2;
+	int sock = raw_connect();
+
+	(void)state;
+	kind("replayed own ids");
+	assert_int_equal(hello(sock), 0);
+	assert_int_equal(do_attach(sock, &a, m.fd, g.uffd, &rep), 0);
+	assert_int_equal(rep.status, 0);
+	a1 = rep.attach_id;
+	old_zap = recv_zap(sock, a1, 3000);
+	assert_true(old_zap > 0);
+	assert_int_equal(send_zap_done(sock, a1, old_zap), 0);
+	assert_int_equal(send_zap_done(sock, a1, old_zap), 0); /* the same batch twice */
+	assert_int_equal(send_detach(sock, a1), 0);
+	assert_int_equal(ping(sock), 0);
+	assert_fds(g.fd_base + 1);
+	assert_int_equal(send_detach(sock, a1), 0);
+	assert_int_equal(send_zap_done(sock, a1, old_zap), 0);
+	assert_int_equal(ping(sock), 0);
+	assert_fds(g.fd_base + 1);
+
+	/* A new attachment of the same memfd: the old id's replays must not touch it. */
+	assert_int_equal(do_attach(sock, &a, m.fd, g.uffd, &rep), 0);
+	assert_int_equal(rep.status, 0);
+	a2 = rep.attach_id;
+	assert_true(a2 != a1);
+	assert_int_equal(send_detach(sock, a1), 0);
+	assert_int_equal(ping(sock), 0);
+	assert_fds(g.fd_base + 3);
+	for (int i = 0; i < 4; i++) {
+		zaps[i] = recv_zap(sock, a2, 3000);
+		assert_true(zaps[i] > 0);
+	}
+	assert_int_equal(recv_zap(sock, a2, 600), 0); /* the limit: nothing acknowledged */
+	/* Acks for zaps that were not a2's, or that tierd never sent. */
+	assert_int_equal(send_zap_done(sock, a2, old_zap), 0);
+	assert_int_equal(send_zap_done(sock, a2, old_zap), 0);
+	assert_int_equal(send_zap_done(sock, a2, zaps[3] + 1000), 0);
+	assert_int_equal(send_zap_done(sock, a1, zaps[0]), 0);
+	assert_int_equal(recv_zap(sock, a2, 600), 0);
+	/* Control: a real ack frees one slot; replayed, it frees none. */
+	assert_int_equal(send_zap_done(sock, a2, zaps[0]), 0);
+	assert_true(recv_zap(sock, a2, 3000) > 0);
+	assert_int_equal(send_zap_done(sock, a2, zaps[0]), 0);
+	assert_int_equal(recv_zap(sock, a2, 600), 0);
+	assert_int_equal(ping(sock), 0);
+	/* 1 (same batch twice) + 1 (gone) + 4 + 1 (replayed real ack) */
+	assert_int_equal(status_stat(g.sock, "zap_acks_stale"), stale0 + 7);
+	counted(9, 9); /* 7 ZAP_DONEs, 2 DETACHes */
+	assert_fds(g.fd_base + 3);
+	close(sock);
+	mfd_free(&m);
+	finish();
+}
+
+struct reader {
+	const volatile uint8_t *p;
+	size_t len, step;
+	atomic_bool done;
+	uint64_t sum;
+};
+
+static void *read_pages(void *arg)
+{
+	struct reader *r = arg;
+
+	for (size_t o = 0; o < r->len; o += r->step)
+		r->sum += r->p[o];
+	atomic_store(&r->done, true);
+	return NULL;
+}
+
+/*
+ * The uffd an ATTACH hands over also has another shmem range of the client registered (MINOR),
+ * by the client. tierd's attach-time probe cannot see that (no uffd call lists registrations), so
+ * the attach is accepted; the faults of that other range then reach tierd, outside the segment.
+ * tierd must resolve them: a thread reading the other range (zapped, so every page minor-faults)
+ * must complete, and tierd serve on.
+ */
+static void test_uffd_other_range(void **state)
+{
+	long long out0 = status_stat(g.sock, "faults_outside");
+	struct mfd m = mfd_new(RAW_BYTES, SEALS_OK, true), x = mfd_new(RAW_BYTES, SEALS_OK, true);
+	struct tierd_msg_attach a = attach_msg(m.addr, RAW_BYTES);
+	struct tierd_msg_attached rep;
+	struct reader rd = { .p = NULL };
+	uint64_t deadline;
+	pthread_t t;
+	int u = make_uffd(NULL), sock = raw_connect();
+
+	(void)state;
+	kind("uffd registered on another range (accepted, faults resolved)");
+	assert_true(u >= 0);
+	memset(x.addr, 7, RAW_BYTES); /* in the page cache: a touch after a zap is a minor fault */
+	assert_int_equal(uffd_register(u, (uint64_t)(uintptr_t)x.addr, RAW_BYTES,
+				       UFFDIO_REGISTER_MODE_MINOR), 0);
+	assert_int_equal(hello(sock), 0);
+	assert_int_equal(do_attach(sock, &a, m.fd, u, &rep), 0);
+	print_message("  %-30s -> %d \"%s\"\n", "uffd with another range", rep.status, rep.reason);
+	assert_int_equal(rep.status, 0);
+	assert_int_equal(madvise(x.addr, RAW_BYTES, MADV_DONTNEED), 0);
+	rd = (struct reader){ .p = x.addr, .len = RAW_BYTES, .step = g.page_size };
+	assert_int_equal(pthread_create(&t, NULL, read_pages, &rd), 0);
+	for (deadline = mono_usec() + 5000000u; !atomic_load(&rd.done) && mono_usec() < deadline;)
+		msleep(5);
+	if (!atomic_load(&rd.done)) {
+		/* Release the thread (tierd's copy goes with the connection, then ours) to report. */
+		close(sock);
+		msleep(SETTLE_MS);
+		close(u);
+		pthread_join(t, NULL);
+		fail_msg("a thread faulting in the other range was not resolved within 5 s");
+	}
+	pthread_join(t, NULL);
+	assert_int_equal(rd.sum, 7u * (RAW_BYTES / g.page_size));
+	print_message("  faults outside the segment resolved: %lld\n",
+		      status_stat(g.sock, "faults_outside") - out0);
+	assert_true(status_stat(g.sock, "faults_outside") > out0);
+	counted(1, 0);
+	assert_int_equal(ping(sock), 0);
+	close(sock);
+	assert_fds(g.fd_base);
+	close(u);
+	mfd_free(&x);
+	mfd_free(&m);
+	finish();
+}
+
+/* ---- the figures ------------------------------------------------------------------------------ */
+
+/* The good client's latency over every case (per case, then overall) and the hostile inputs by
+ * kind, ready to paste; then the bounds. */
+static void test_summary(void **state)
+{
+	unsigned last = atomic_load(&g.case_idx), worst = 0;
+	uint64_t worst_p99 = 0, sent = 0, refused = 0;
+	struct lat_summary all;
+
+	(void)state;
+	/* Everything from here on is not under attack. */
+	atomic_store(&g.stop, true);
+	pthread_join(g.toucher, NULL);
+	g.toucher_running = false;
+	print_message("\n  latency of the good client's page accesses, per case (us)\n");
+	lat_header();
+	for (unsigned c = 0; c < last; c++) {
+		struct lat_summary cs = lat_sum(c, c);
+
+		lat_print(g.case_name[c], cs);
+		if (cs.slow_p99 > worst_p99) {
+			worst_p99 = cs.slow_p99;
+			worst = c;
+		}
+	}
+	all = lat_sum(0, last - 1);
+	lat_print("OVERALL", all);
+	print_message("  worst case by p99 of the >4us accesses: %s\n", g.case_name[worst]);
+	print_message("\n  hostile inputs by kind\n");
+	for (unsigned i = 0; i < g.nkinds; i++) {
+		if (!g.kinds[i].sent)
+			continue;
+		print_message("  %s: sent %u, refused %u\n", g.kinds[i].name, g.kinds[i].sent,
+			      g.kinds[i].refused);
+		sent += g.kinds[i].sent;
+		refused += g.kinds[i].refused;
+	}
+	print_message("  TOTAL: sent %llu, refused %llu\n\n", (unsigned long long)sent,
+		      (unsigned long long)refused);
+	assert_true(all.n > 0);
+	assert_true(all.slow_p99 < SLOW_P99_MAX_NS);
+	assert_true(all.max < ACCESS_MAX_NS);
+	g.in_case = false;
+}
+
+/* Each case gets its name as its initial state: case_setup() labels its counts with it. */
+#define HCASE(f) cmocka_unit_test_prestate_setup_teardown(f, case_setup, NULL, (void *)#f)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_garbage, case_setup),
-		cmocka_unit_test_setup(test_truncated_header, case_setup),
-		cmocka_unit_test_setup(test_empty_packet_with_fds, case_setup),
-		cmocka_unit_test_setup(test_wrong_version, case_setup),
-		cmocka_unit_test_setup(test_size_mismatch, case_setup),
-		cmocka_unit_test_setup(test_unknown_type, case_setup),
-		cmocka_unit_test_setup(test_oversized, case_setup),
-		cmocka_unit_test_setup(test_attach_before_hello, case_setup),
-		cmocka_unit_test_setup(test_second_hello, case_setup),
-		cmocka_unit_test_setup(test_attach_fd_counts, case_setup),
-		cmocka_unit_test_setup(test_fds_on_hello, case_setup),
-		cmocka_unit_test_setup(test_good_raw_attach, case_setup),
-		cmocka_unit_test_setup(test_attach_wrong_fd_types, case_setup),
-		cmocka_unit_test_setup(test_attach_unsealed_memfd, case_setup),
-		cmocka_unit_test_setup(test_attach_lying_fields, case_setup),
-		cmocka_unit_test_setup(test_attach_wrong_base, case_setup),
-		cmocka_unit_test_setup(test_attach_write_sealed, case_setup),
-		cmocka_unit_test_setup(test_attach_foreign_uffd, case_setup),
-		cmocka_unit_test_setup(test_attach_forged_maps_line, case_setup),
-		cmocka_unit_test_setup(test_attach_then_exit, case_setup),
-		cmocka_unit_test_setup(test_thousand_connects, case_setup),
-		cmocka_unit_test_setup(test_never_reads, case_setup),
-		cmocka_unit_test_setup(test_attached_never_reads, case_setup),
-		cmocka_unit_test_setup(test_foreign_ids, case_setup),
-		cmocka_unit_test_setup(test_attach_limit, case_setup),
-		cmocka_unit_test_setup(test_allow_uid, case_setup),
+		HCASE(test_garbage),
+		HCASE(test_truncated_header),
+		HCASE(test_empty_packet_with_fds),
+		HCASE(test_wrong_version),
+		HCASE(test_size_mismatch),
+		HCASE(test_unknown_type),
+		HCASE(test_oversized),
+		HCASE(test_attach_before_hello),
+		HCASE(test_second_hello),
+		HCASE(test_attach_fd_counts),
+		HCASE(test_fds_on_hello),
+		HCASE(test_good_raw_attach),
+		HCASE(test_attach_wrong_fd_types),
+		HCASE(test_attach_unsealed_memfd),
+		HCASE(test_attach_lying_fields),
+		HCASE(test_attach_wrong_base),
+		HCASE(test_attach_write_sealed),
+		HCASE(test_attach_foreign_uffd),
+		HCASE(test_attach_forged_maps_line),
+		HCASE(test_attach_then_exit),
+		HCASE(test_thousand_connects),
+		HCASE(test_never_reads),
+		HCASE(test_attached_never_reads),
+		HCASE(test_foreign_ids),
+		HCASE(test_attach_limit),
+		HCASE(test_allow_uid),
+		HCASE(test_attach_resized_memfd),
+		HCASE(test_attach_shrink_race),
+		HCASE(test_other_uid_reads),
+		HCASE(test_replayed_ids),
+		HCASE(test_uffd_other_range),
+		HCASE(test_summary),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -190,6 +190,37 @@ pid_t daemon_start_out(const char *sock, const char *out_path, ...)
 	return pid;
 }
 
+static struct {
+	bool had_asan;
+	char asan[400];
+} fi_saved;
+
+void harness_fi_env_begin(const char *const *vars)
+{
+	const char *asan = getenv("ASAN_OPTIONS");
+	char opts[512];
+
+	fi_saved.had_asan = asan != NULL;
+	snprintf(fi_saved.asan, sizeof(fi_saved.asan), "%s", asan ? asan : "");
+	/* An ASan tierd refuses a library loaded before its runtime unless told not to check. */
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", fi_saved.asan, asan ? ":" : "");
+	setenv("ASAN_OPTIONS", opts, 1);
+	setenv("LD_PRELOAD", harness_bin("tests/helpers/libfi.so"), 1);
+	for (; vars[0] && vars[1]; vars += 2)
+		setenv(vars[0], vars[1], 1);
+}
+
+void harness_fi_env_end(const char *const *vars)
+{
+	unsetenv("LD_PRELOAD");
+	for (; vars[0] && vars[1]; vars += 2)
+		unsetenv(vars[0]);
+	if (fi_saved.had_asan)
+		setenv("ASAN_OPTIONS", fi_saved.asan, 1);
+	else
+		unsetenv("ASAN_OPTIONS");
+}
+
 long proc_status_kb(pid_t pid, const char *key)
 {
 	char path[64], text[4096];

@@ -23,6 +23,12 @@ int harness_group_teardown(void **state);
 pid_t daemon_start(const char *sock, ...) __attribute__((sentinel));
 /* The same with tierd's stdout and stderr appended to out_path (its log, for a test to read). */
 pid_t daemon_start_out(const char *sock, const char *out_path, ...) __attribute__((sentinel));
+/* The environment of the next daemon_start() for fault injection: LD_PRELOAD of
+ * tests/helpers/libfi.so (ASan told to accept it) and `vars`, NAME, VALUE pairs ending in NULL
+ * (TIERD_FI, TIERD_FI_REPORT, TIERD_FI_SEALS_DELAY_MS: fi-preload.c). harness_fi_env_end(vars)
+ * takes them all out again once the daemon started. */
+void harness_fi_env_begin(const char *const *vars);
+void harness_fi_env_end(const char *const *vars);
 /* A "Key:   N kB" line of /proc/PID/status (VmRSS, RssAnon, ...), in kB; -1 when absent. */
 long proc_status_kb(pid_t pid, const char *key);
 /* Stops every tierd daemon_start() started that still runs (a failed case may leave its own: the
