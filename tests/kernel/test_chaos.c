@@ -193,7 +193,7 @@ static void test_kill_loop(void **state)
 {
 	unsigned cycles = chaos_env_unsigned("CHAOS_CYCLES", DEFAULT_KILL_CYCLES), waited = 0;
 	unsigned count[NKINDS] = { 0 };
-	enum kill_kind *sched;
+	unsigned *sched;
 	uint64_t t0 = mono_usec();
 
 	(void)state;
@@ -204,17 +204,7 @@ static void test_kill_loop(void **state)
 	chaos.ncycles = cycles;
 	/* The schedule first: --min-attaches must be known when the clients start. The first
 	 * NKINDS cycles are every kind in a random order, so even a short run covers them all. */
-	sched = calloc(cycles + 2, sizeof(*sched));
-	assert_non_null(sched);
-	for (unsigned i = 1; i <= cycles; i++)
-		sched[i] = (enum kill_kind)(i <= NKINDS ? i - 1 : chaos_rnd(NKINDS));
-	for (unsigned i = NKINDS < cycles ? NKINDS : cycles; i > 1; i--) {
-		unsigned j = 1 + chaos_rnd(i);
-		enum kill_kind t = sched[i];
-
-		sched[i] = sched[j];
-		sched[j] = t;
-	}
+	sched = chaos_schedule(cycles, NKINDS);
 	/* tierd number i (0: the first) is given time for the clients to attach unless the next
 	 * cycle kills it before they can; each such one adds an attach the clients must count. */
 	for (unsigned i = 0; i <= cycles; i++)
@@ -224,7 +214,7 @@ static void test_kill_loop(void **state)
 	if (sched[1] != KILL_EARLY)
 		chaos_wait_attached(false, ATTACH_WAIT_MS);
 	for (chaos.cycle = 1; chaos.cycle <= cycles; chaos.cycle++) {
-		enum kill_kind k = sched[chaos.cycle];
+		enum kill_kind k = (enum kill_kind)sched[chaos.cycle];
 		unsigned delay_ms = 0;
 
 		/* Some work under this tierd first (not before an early kill: the clients would

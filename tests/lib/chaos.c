@@ -59,6 +59,22 @@ unsigned chaos_rnd(unsigned n)
 	return n ? (unsigned)(chaos.rng % n) : 0;
 }
 
+unsigned *chaos_schedule(unsigned cycles, unsigned nkinds)
+{
+	unsigned *sched = calloc(cycles + 2, sizeof(*sched));
+
+	assert_non_null(sched);
+	for (unsigned i = 1; i <= cycles; i++)
+		sched[i] = i <= nkinds ? i - 1 : chaos_rnd(nkinds);
+	for (unsigned i = nkinds < cycles ? nkinds : cycles; i > 1; i--) {
+		unsigned j = 1 + chaos_rnd(i), t = sched[i];
+
+		sched[i] = sched[j];
+		sched[j] = t;
+	}
+	return sched;
+}
+
 void chaos_kill_tierd(void)
 {
 	int rc;

@@ -48,6 +48,11 @@ void chaos_seed(void);
 /* 0 .. n-1 from the seeded schedule (0 when n is 0). */
 unsigned chaos_rnd(unsigned n);
 
+/* A schedule of `cycles` kinds of kill (or stop) in [0, nkinds), at [1 .. cycles] of the array
+ * returned (calloc'd with room for cycles + 2; the caller frees it): the first nkinds cycles are
+ * every kind in a random order, so even a short run covers them all; the rest at random. */
+unsigned *chaos_schedule(unsigned cycles, unsigned nkinds);
+
 /* SIGKILLs chaos.tierd (stopped or not) and checks it died of it. */
 void chaos_kill_tierd(void);
 

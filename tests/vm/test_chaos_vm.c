@@ -209,7 +209,7 @@ static void test_kill_mid_migration(void **state)
 	unsigned mid_batch = 0, in_move = 0, out, in;
 	double stall = 0, attach_max = 0, ms;
 	long long moved, final_moved;
-	enum kill_kind *sched;
+	unsigned *sched;
 	uint64_t t0 = mono_usec(), up;
 
 	(void)state;
@@ -221,23 +221,13 @@ static void test_kill_mid_migration(void **state)
 	g.moved = 0;
 	/* The first NKINDS cycles are every kind, in a random order; then the batch-seeking kinds
 	 * three times in four. */
-	sched = calloc(cycles + 1, sizeof(*sched));
-	assert_non_null(sched);
-	for (unsigned i = 1; i <= cycles; i++)
-		sched[i] = (enum kill_kind)(i <= NKINDS ? i - 1 : chaos_rnd(NKINDS));
-	for (unsigned i = NKINDS < cycles ? NKINDS : cycles; i > 1; i--) {
-		unsigned j = 1 + chaos_rnd(i);
-		enum kill_kind t = sched[i];
-
-		sched[i] = sched[j];
-		sched[j] = t;
-	}
+	sched = chaos_schedule(cycles, NKINDS);
 
 	start_tierd();
 	start_clients(cycles + 1);
 	chaos_wait_attached(false, ATTACH_WAIT_MS);
 	for (chaos.cycle = 1; chaos.cycle <= cycles; chaos.cycle++) {
-		enum kill_kind k = sched[chaos.cycle];
+		enum kill_kind k = (enum kill_kind)sched[chaos.cycle];
 		unsigned delay_ms = 0;
 		bool moving = false, out_now;
 
