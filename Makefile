@@ -304,6 +304,9 @@ $(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBT
 $(BUILD)/tests/kernel/test_bpf: $(call obj,daemon/bpf.c daemon/log.c daemon/perfsel.c)
 $(BUILD)/tests/kernel/test_bpf: LDLIBS_EXTRA := $(LIBS_BPF) $(LIBS_D) -lnuma
 
+# The chaos loops share tests/lib/chaos.c (clients, kills, re-attach polling).
+$(BUILD)/tests/kernel/test_chaos: $(call obj,tests/lib/chaos.c)
+
 # test_tierctl parses tierctl's JSON with json-c.
 $(BUILD)/tests/kernel/test_tierctl: LDLIBS_EXTRA := $(LIBS_JSON)
 
@@ -316,6 +319,8 @@ $(BUILD)/tests/vm/%: $(call obj,tests/vm/%.c tests/vm/vmlib.c tests/lib/harness.
 	$(call say,LINK,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_T) -lpthread -lnuma $(LDLIBS_EXTRA)
+
+$(BUILD)/tests/vm/test_chaos_vm: $(call obj,tests/lib/chaos.c)
 
 # test_kmig drives the eBPF loader's migration-outcome counter directly.
 $(BUILD)/tests/vm/test_kmig: $(call obj,daemon/bpf.c daemon/log.c)

@@ -407,11 +407,12 @@ static void batch_end(struct manager *m, struct segment *seg, uint64_t up, uint6
 	m->mstats.demoted += down;
 	m->pass_moved += up + down;
 	rate_record(m, (up + down) * seg->page_size);
-	if (up || down)
-		log_debug("seg %u: batch of %zu pages in %zu runs: promoted %" PRIu64 " to node %d, "
-			  "demoted %" PRIu64 " to node %d", seg->id, b->n, b->nruns, up, m->batch_fast,
-			  down, m->batch_slow);
-	else if (b->n)
+	/* "batch in" pairs with batches_start's "batch out": a log cut off by a crash says
+	 * whether a batch was out when it happened (test_chaos_vm counts its kills that way). */
+	log_debug("seg %u: batch in: %zu pages in %zu runs: promoted %" PRIu64 " to node %d, "
+		  "demoted %" PRIu64 " to node %d", seg->id, b->n, b->nruns, up, m->batch_fast, down,
+		  m->batch_slow);
+	if (!up && !down && b->n)
 		log_ratelimited(LOG_WARNING, 0,
 				"seg %u: none of %zu planned moves succeeded (not moved so far: nomem %" PRIu64
 				", busy %" PRIu64 ", mapped %" PRIu64 ", other %" PRIu64 ")",
@@ -503,6 +504,8 @@ static void batches_start(struct manager *m, struct segment **segs, unsigned nse
 		seg->batch.deadline_usec = seg->batch.started_usec + BATCH_WAIT_USEC;
 		m->batches_active++;
 		m->stats.batches++;
+		log_debug("seg %u: batch out: %zu pages (%zu to demote), zapping", seg->id,
+			  seg->batch.n, seg->batch.ndemote);
 		for (struct attachment *a = seg->attachments, *next; a; a = next) {
 			next = a->seg_next;
 			attachment_batch_zap(m, a);

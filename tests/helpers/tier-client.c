@@ -8,12 +8,18 @@
  * is verified. Exit: 0 ok, 1 data error, 2 usage/setup, 3 not tracked in time, 4 no re-attach,
  * 5 an access stalled longer than --max-stall-ms.
  *
+ * --node N fills the pages on NUMA node N (MPOL_BIND while they are first written: the multi-node
+ * guest's tests start a client on the slow node); the closing report then says where its pages
+ * are after the final verification (where=NODE:PAGES,... and nonode=, pages that are on no node,
+ * which must be 0), from move_pages(2) status queries on its own mapping.
+ *
  * SIGUSR1 ends the run early, as if --ms had passed (every page is still verified): a test that
  * cannot know in advance how long its chaos lasts gives a long --ms and signals the end (to the
  * parent only: --fork children run their --ms).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <linux/mempolicy.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -21,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,7 +43,9 @@ static struct {
 	enum tier_kind kind;
 	size_t mib;
 	unsigned threads, ms, hot_pct, forks, wait_ms, max_stall_ms, shift_ms, min_attaches;
-} o = { .kind = TIER_SHMEM, .mib = 16, .threads = 2, .ms = 1000, .hot_pct = 10, .wait_ms = 0 };
+	int node;
+} o = { .kind = TIER_SHMEM, .mib = 16, .threads = 2, .ms = 1000, .hot_pct = 10, .wait_ms = 0,
+	.node = -1 };
 
 static uint8_t *base;
 static size_t page_size, npages, nslots;
@@ -137,6 +147,66 @@ static void *work(void *arg)
 	return NULL;
 }
 
+/* Binds this thread's allocations to `node` (-1: back to the default policy). Raw system calls:
+ * the helper does not link libnuma. */
+static int bind_node(int node)
+{
+	unsigned long mask = node >= 0 ? 1ul << node : 0;
+
+	if (node >= (int)(8 * sizeof(mask)))
+		return -EINVAL;
+	if (syscall(SYS_set_mempolicy, node >= 0 ? MPOL_BIND : MPOL_DEFAULT, node >= 0 ? &mask : NULL,
+		    node >= 0 ? 8 * sizeof(mask) : 0) < 0)
+		return -errno;
+	return 0;
+}
+
+#define WHERE_NODES 64
+#define WHERE_BATCH 1024
+
+/* Counts where the pages of the memfd are, through a mapping of its own: the segment's mapping is
+ * still registered with tierd's uffd, whose zaps (sampling windows, batches) would show pages
+ * as not mapped (-ENOENT) although they are in the page cache. MADV_POPULATE_READ maps what is
+ * there; a hole would be allocated (the final verification read every page just before, so a
+ * lost page failed it already). move_pages with no target nodes only asks. Returns the pages on
+ * no node (a negative status, the first one in *why), or -errno when the query failed. */
+static long where(int fd, uint64_t counts[WHERE_NODES], int *why)
+{
+	size_t len = npages * page_size;
+	void *addrs[WHERE_BATCH];
+	int status[WHERE_BATCH];
+	long nonode = 0, r = 0;
+	uint8_t *obs;
+
+	memset(counts, 0, WHERE_NODES * sizeof(counts[0]));
+	*why = 0;
+	obs = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	if (obs == MAP_FAILED)
+		return -errno;
+	if (madvise(obs, len, 22 /* MADV_POPULATE_READ */) < 0)
+		r = -errno;
+	for (uint64_t off = 0; r == 0 && off < npages; off += WHERE_BATCH) {
+		uint64_t k = npages - off < WHERE_BATCH ? npages - off : WHERE_BATCH;
+
+		for (uint64_t i = 0; i < k; i++)
+			addrs[i] = obs + (off + i) * page_size;
+		if (syscall(SYS_move_pages, 0, (unsigned long)k, addrs, NULL, status, 0) < 0) {
+			r = -errno;
+			break;
+		}
+		for (uint64_t i = 0; i < k; i++) {
+			if (status[i] >= 0 && status[i] < WHERE_NODES) {
+				counts[status[i]]++;
+			} else {
+				*why = *why ? *why : status[i];
+				nonode++;
+			}
+		}
+	}
+	munmap(obs, len);
+	return r < 0 ? r : nonode;
+}
+
 static void on_usr1(int sig)
 {
 	(void)sig;
@@ -183,12 +253,14 @@ int main(int argc, char **argv)
 		{ "threads", 1, NULL, 't' }, { "ms", 1, NULL, 'd' },     { "hot-pct", 1, NULL, 'H' },
 		{ "fork", 1, NULL, 'f' },   { "wait-tracked", 1, NULL, 'w' },
 		{ "max-stall-ms", 1, NULL, 'S' }, { "shift-ms", 1, NULL, 'x' },
-		{ "min-attaches", 1, NULL, 'a' }, {}
+		{ "min-attaches", 1, NULL, 'a' }, { "node", 1, NULL, 'n' }, {}
 	};
 	struct tier_options to = { .name = "tier-client" };
 	struct tier_segment *seg;
 	struct tier_info info;
 	unsigned long long acc;
+	char placed[256] = "";
+	long nonode = 0;
 	int c, r, rc = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0) {
@@ -204,6 +276,7 @@ int main(int argc, char **argv)
 		case 'S': o.max_stall_ms = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'x': o.shift_ms = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'a': o.min_attaches = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'n': o.node = (int)strtol(optarg, NULL, 10); break;
 		default: return 2;
 		}
 	}
@@ -224,12 +297,19 @@ int main(int argc, char **argv)
 	page_size = tier_segment_page_size(seg);
 	npages = tier_segment_size(seg) / page_size;
 	nslots = (size_t)(o.forks + 1) * o.threads;
+	if (o.node >= 0 && (r = bind_node(o.node)) < 0) {
+		fprintf(stderr, "tier-client: binding to node %d: %s\n", o.node, strerror(-r));
+		tier_segment_destroy(seg);
+		return 2;
+	}
 	for (uint64_t p = 0; p < npages; p++) {
 		for (uint64_t w = 2; w < page_size / 8; w++)
 			*word(p, w) = pattern(p, w);
 		*word(p, 0) = 0;
 		*word(p, 1) = MAGIC ^ p;
 	}
+	if (o.node >= 0)
+		(void)bind_node(-1);
 	if (o.wait_ms && tier_segment_wait_tracked(seg, o.wait_ms) < 0) {
 		tier_segment_info(seg, &info);
 		fprintf(stderr, "tier-client: not tracked after %u ms: %s\n", o.wait_ms, info.last_reason);
@@ -264,13 +344,31 @@ int main(int argc, char **argv)
 	free(kids);
 	tier_segment_info(seg, &info);
 	acc = atomic_load(&accesses);
+	if (o.node >= 0) {
+		uint64_t counts[WHERE_NODES];
+		size_t len = 0;
+
+		int why;
+
+		nonode = where(tier_segment_memfd(seg), counts, &why);
+		if (nonode != 0)
+			fprintf(stderr, "tier-client: pid %d: %ld pages on no node (first status %d)\n",
+				(int)getpid(), nonode, nonode < 0 ? (int)nonode : why);
+		for (int n = 0; n < WHERE_NODES; n++)
+			if (counts[n] && len < sizeof(placed))
+				len += (size_t)snprintf(placed + len, sizeof(placed) - len, "%s%d:%llu",
+							len ? "," : " where=", n,
+							(unsigned long long)counts[n]);
+		if (nonode != 0 && rc == 0)
+			rc = 1; /* a page on no node after its data verified: lost to the next access */
+	}
 	printf("tier-client: pid=%d kind=%s accesses=%llu errors=%llu max_stall_ms=%.1f state=%d "
-	       "attaches=%llu detaches=%llu guardian=%llu zaps=%llu max_stall_end_ms=%llu\n",
+	       "attaches=%llu detaches=%llu guardian=%llu zaps=%llu max_stall_end_ms=%llu%s nonode=%ld\n",
 	       (int)getpid(), o.kind == TIER_HUGETLB ? "hugetlb" : "shmem", acc,
 	       (unsigned long long)atomic_load(&errors), atomic_load(&max_stall_us) / 1000.0,
 	       info.state, (unsigned long long)info.attaches, (unsigned long long)info.detaches,
 	       (unsigned long long)info.guardian_detaches, (unsigned long long)info.zaps,
-	       (unsigned long long)atomic_load(&max_stall_end_ms));
+	       (unsigned long long)atomic_load(&max_stall_end_ms), placed, nonode);
 	if (rc == 0 && acc == 0)
 		rc = 1;
 	if (rc == 0 && o.min_attaches && info.attaches < o.min_attaches)

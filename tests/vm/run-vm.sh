@@ -22,7 +22,8 @@
 #   VM_CACHE        kernel cache (default build/vm-cache, shared by all build flavours)
 #   VM_KERNEL       boot this kernel (ELF vmlinux or bzImage) instead of the apt one
 #   VM_FLAVOUR      Debian kernel flavour metapackage (default linux-image-cloud-amd64)
-#   VM_ENV          names of extra variables to pass into the guest (space separated)
+#   VM_ENV          names of extra variables to pass into the guest (space separated; BUILD,
+#                   TEST_TIMEOUT, GUEST_TESTS, CHAOS_SEED and CHAOS_VM_CYCLES always go in)
 #   VM_HOST_TOOLS   extra host programs to copy into the guest (space separated)
 #   VM_APPEND       extra kernel command line
 #   VM_KEEP_INITRD  path: keep a copy of the initramfs there (debugging)
@@ -308,7 +309,7 @@ build_initramfs() {
 		echo
 	} >"$root/vmtest/cmd"
 	{
-		for v in BUILD TEST_TIMEOUT GUEST_TESTS ASAN_OPTIONS UBSAN_OPTIONS ${VM_ENV:-}; do
+		for v in BUILD TEST_TIMEOUT GUEST_TESTS CHAOS_SEED CHAOS_VM_CYCLES ASAN_OPTIONS UBSAN_OPTIONS ${VM_ENV:-}; do
 			[ -n "${!v+x}" ] && echo "export $v=$(q "${!v}")"
 		done
 		echo "export VM_NODES=$nodes"
