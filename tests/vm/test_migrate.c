@@ -195,12 +195,16 @@ static void test_huge_reserve(void **state)
 		      8, slow_node);
 	assert_int_equal(tier_segment_wait_tracked(seg, 10000), 0);
 	vm_work_hot(&w, 2, 4); /* two hot huge pages */
-	share = vm_wait_share(&w, 2, 4, 0, 0.5, CONVERGE_MS, NULL);
-	msleep(3000); /* passes go on: the second page must stay */
-	share = vm_share_on(w.fd, w.page_size, 2, 4, 0);
-	print_message("node 0: %ld free huge pages before, reserve %ld, %ld free now; hot set on node 0 "
-		      "%.2f\n", free0, reserve, vm_node_hugepages(0, true), share);
-	assert_true(share >= 0.5 && share <= 0.5);
+	/* One page of the 8 reaches node 0: usually a hot one, but the policy may pick a page of
+	 * the hot region that the hot loop does not touch (seen once in ~10 runs), and what is
+	 * tested here is the reserve, not the policy's choice. */
+	(void)vm_wait_share(&w, 0, 8, 0, 1.0 / 8, CONVERGE_MS, NULL);
+	msleep(3000); /* passes go on: no second page may follow */
+	share = vm_share_on(w.fd, w.page_size, 0, 8, 0);
+	print_message("node 0: %ld free huge pages before, reserve %ld, %ld free now; segment on node 0 "
+		      "%.3f, hot set %.2f\n", free0, reserve, vm_node_hugepages(0, true), share,
+		      vm_share_on(w.fd, w.page_size, 2, 4, 0));
+	assert_true(share >= 1.0 / 8 && share <= 1.0 / 8);
 	assert_true(vm_node_hugepages(0, true) >= reserve);
 	assert_int_equal(vm_work_stop(&w), 0);
 	vm_work_verify(&w);
