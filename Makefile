@@ -112,17 +112,18 @@ PRELOAD_CFLAGS := $(filter-out $(SANFLAGS),$(CFLAGS))
 
 # ThreadSanitizer on the threaded parts: libtier's control thread (attach, zap, heartbeat,
 # guardian) against the application's threads, in test_wake: 64 threads blocked on tracked pages
-# while the guardian or a hang-up releases them, the main thread reading the segment's state. It
-# is built with TSan in build/tsan with libtier and tierd (single-threaded: it comes along because
-# the test starts $(BUILD)/tierd). A report fails the process that makes it (halt_on_error, exit
+# while the guardian or a hang-up releases them, the main thread reading the segment's state; and
+# tierd's own threads, in test_privs: the eBPF loading thread beside the main loop that serves
+# (each tierd there must exit 0, so a report in tierd fails the test). It is built with TSan in
+# build/tsan with libtier and tierd. A report fails the process that makes it (halt_on_error, exit
 # 66), and with it the test. Not here (docs/reliability.md): test_track's forked children (TSan
 # refuses the thread libtier's atfork handler starts in a child of a threaded process) and
 # test_failopen (its client has 700 ms to attach before tierd is killed; a TSan client may not).
-TSAN_TESTS := test_wake
+TSAN_TESTS := test_wake test_privs
 .PHONY: check-tsan tsan-run
 check-tsan:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=thread tsan-run
-tsan-run: $(TIERD) $(TEST_HELPERS) $(patsubst %,$(BUILD)/tests/kernel/%,$(TSAN_TESTS))
+tsan-run: $(TIERD) $(BUILD)/tierctl $(TEST_HELPERS) $(patsubst %,$(BUILD)/tests/kernel/%,$(TSAN_TESTS))
 	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" BUILD=$(BUILD) \
 		tests/run.sh $(patsubst %,$(BUILD)/tests/kernel/%,$(TSAN_TESTS))
 
