@@ -8,7 +8,10 @@
  * fails every 3rd UFFDIO_CONTINUE with ENOMEM (without doing it: the page stays unmapped) and
  * every 50th UFFDIO_WAKE with EIO (the thread stays blocked). Period 1 fails every call. Errors:
  * ENOMEM, EAGAIN, EIO, EINVAL. At exit, the injected counts go to $TIERD_FI_REPORT when set
- * ("continue N\nwake N\n"). Built without sanitizers: an ASan tierd needs
+ * ("continue N\nwake N\n").
+ *
+ * TIERD_FI_NO_PEERPIDFD=1 makes getsockopt(SO_PEERPIDFD) fail with ENOPROTOOPT, as kernels
+ * before 6.5 do: tierd then takes the peer's pidfd with pidfd_open() at accept. Built without sanitizers: an ASan tierd needs
  * ASAN_OPTIONS=verify_asan_link_order=0 to accept it.
  */
 #include <dlfcn.h>
@@ -19,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 enum { FI_CONTINUE, FI_WAKE, FI_N };
 
@@ -32,6 +36,8 @@ static struct {
 } fi[FI_N];
 
 static int (*real_ioctl)(int, unsigned long, ...);
+static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
+static int no_peerpidfd;
 
 static int errno_of(const char *s)
 {
@@ -51,6 +57,8 @@ __attribute__((constructor)) static void fi_init(void)
 	char buf[256], *save = NULL;
 
 	real_ioctl = (int (*)(int, unsigned long, ...))dlsym(RTLD_NEXT, "ioctl");
+	real_getsockopt = (int (*)(int, int, int, void *, socklen_t *))dlsym(RTLD_NEXT, "getsockopt");
+	no_peerpidfd = getenv("TIERD_FI_NO_PEERPIDFD") != NULL;
 	if (!spec)
 		return;
 	snprintf(buf, sizeof(buf), "%s", spec);
@@ -96,4 +104,16 @@ int ioctl(int fd, unsigned long req, ...)
 			return -1;
 		}
 	return real_ioctl(fd, req, arg);
+}
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	if (no_peerpidfd && level == SOL_SOCKET && name == SO_PEERPIDFD) {
+		errno = ENOPROTOOPT;
+		return -1;
+	}
+	return real_getsockopt(fd, level, name, val, len);
 }

@@ -464,7 +464,31 @@ static void reuse_case(enum reuse how, int memfd, uint8_t *base, struct tierd_ms
 	close(go[1]);
 }
 
-static void test_pid_reuse(void **state)
+/* tierd as on a kernel without SO_PEERPIDFD (< 6.5, Debian 12's 6.1): libfi makes the option
+ * fail, and tierd holds a pidfd_open() of the peer from accept instead. */
+static pid_t start_tierd_no_peerpidfd(void)
+{
+	const char *asan = getenv("ASAN_OPTIONS");
+	char saved[400], opts[512];
+	pid_t d;
+
+	snprintf(saved, sizeof(saved), "%s", asan ? asan : "");
+	/* An ASan tierd refuses a library loaded before its runtime unless told not to check. */
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", saved, asan ? ":" : "");
+	setenv("ASAN_OPTIONS", opts, 1);
+	setenv("LD_PRELOAD", harness_bin("tests/helpers/libfi.so"), 1);
+	setenv("TIERD_FI_NO_PEERPIDFD", "1", 1);
+	d = daemon_start(sock_path, NULL);
+	unsetenv("LD_PRELOAD");
+	unsetenv("TIERD_FI_NO_PEERPIDFD");
+	if (asan)
+		setenv("ASAN_OPTIONS", saved, 1);
+	else
+		unsetenv("ASAN_OPTIONS");
+	return d;
+}
+
+static void pid_reuse(bool peerpidfd)
 {
 	struct tierd_msg_attached rep;
 	struct good *good;
@@ -473,15 +497,26 @@ static void test_pid_reuse(void **state)
 	bool reused = false;
 	pid_t d;
 
-	(void)state;
 	if (access("/proc/sys/kernel/ns_last_pid", W_OK) != 0)
 		skip(); /* not root, or no CONFIG_CHECKPOINT_RESTORE */
-	d = daemon_start(sock_path, NULL);
+	d = peerpidfd ? daemon_start(sock_path, NULL) : start_tierd_no_peerpidfd();
 	assert_true(d > 0);
 	good = good_start(3000);
 	fd_base = harness_settled_fds(d, 10, 2000);
 	memfd = memfd_sealed(RAW_BYTES, &base);
 	assert_true(memfd >= 0);
+	/* Which path tierd took: with SO_PEERPIDFD a connection costs it one fd, without it two
+	 * (the pidfd held from accept). */
+	{
+		int s = raw_connect();
+
+		assert_true(s >= 0);
+		assert_int_equal(hello(s), 0);
+		assert_int_equal(harness_wait_fds(d, fd_base + (peerpidfd ? 1 : 2), 1000),
+				 fd_base + (peerpidfd ? 1 : 2));
+		close(s);
+		assert_int_equal(harness_wait_fds(d, fd_base, SETTLE_MS), fd_base);
+	}
 
 	/* The connecting process a zombie: its pid is still its own, and it has no maps. */
 	reuse_case(REUSE_ZOMBIE, memfd, base, &rep, &reused);
@@ -511,6 +546,18 @@ static void test_pid_reuse(void **state)
 	munmap(base, RAW_BYTES);
 	close(memfd);
 	assert_int_equal(daemon_stop(d), 0);
+}
+
+static void test_pid_reuse(void **state)
+{
+	(void)state;
+	pid_reuse(true);
+}
+
+static void test_pid_reuse_pidfd_open(void **state)
+{
+	(void)state;
+	pid_reuse(false);
 }
 
 /* ---- 2. connections that never say HELLO ----------------------------------------------------- */
@@ -867,6 +914,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_pid_reuse, case_teardown),
+		cmocka_unit_test_teardown(test_pid_reuse_pidfd_open, case_teardown),
 		cmocka_unit_test_teardown(test_hello_deadline, case_teardown),
 		cmocka_unit_test_teardown(test_hangup_keeps_faulting, case_teardown),
 		cmocka_unit_test_teardown(test_never_answers_zaps, case_teardown),
