@@ -1213,6 +1213,7 @@ static void manager_reload(struct manager *m)
 		}
 	}
 	m->cfg = n;
+	m->hello_due_usec = 0; /* clients.hello_timeout_ms may have changed: the next sweep recomputes */
 	log_info("Configuration reloaded (epoch %u ms, %u windows, migration %s, mode %s, rate %u MB/s)",
 		 n.epoch_ms, n.max_windows, n.migrate ? "on" : "off",
 		 n.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", n.rate_limit_mbps);
