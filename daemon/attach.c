@@ -84,7 +84,7 @@ int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_a
 	struct segment *seg;
 	char maps[64];
 	bool new_seg = false;
-	int r, fl;
+	int r, rc, fl;
 
 	r = memfd_inspect(memfd, &info, why, whylen);
 	if (r < 0)
@@ -114,12 +114,32 @@ int attachment_new(struct manager *m, struct client *c, const struct tierd_msg_a
 		snprintf(why, whylen, "second fd is not a userfaultfd");
 		return -EBADF;
 	}
+	if (c->pid <= 0) {
+		snprintf(why, whylen, "the process that connected is not in tierd's pid namespace "
+			 "(its /proc/PID/maps cannot be read)");
+		return -EPERM;
+	}
 	snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)c->pid);
 	r = maps_cover(maps, msg->base, msg->length, info.dev, info.ino);
+	/* The maps were those of the process that connected only if it still held its pid after
+	 * they were read: once it is reaped the pid may be reused, and a process that inherited
+	 * the socket could have a stranger's mapping vouch for its ATTACH. A zombie holds its pid
+	 * (and has no maps). */
+	rc = manager_client_alive(c);
+	if (rc == -ESRCH) {
+		m->stats.attach_peer_exited++;
+		snprintf(why, whylen, "the process that connected (pid %d) has exited", (int)c->pid);
+		return -ESRCH;
+	}
 	if (r < 0) {
 		snprintf(why, whylen, "pid %d does not map the memfd at 0x%" PRIx64 "+%" PRIu64,
 			 (int)c->pid, (uint64_t)msg->base, (uint64_t)msg->length);
 		return r == -ENOENT ? -EINVAL : r;
+	}
+	if (rc < 0) {
+		snprintf(why, whylen, "cannot tell whether the process that connected (pid %d) is "
+			 "still there: %s", (int)c->pid, strerror(-rc));
+		return rc;
 	}
 
 	a = calloc(1, sizeof(*a));

@@ -42,6 +42,7 @@ void tierd_config_defaults(struct tierd_config *cfg)
 		.merge_delta = 0.10f,
 		.heartbeat_ms = 250,
 		.max_clients = 4096,
+		.hello_timeout_ms = 5000,
 		.max_attach_per_client = 64,
 		/* On where the host allows (it turns itself off, saying why, without BTF, CAP_BPF or
 		 * CAP_PERFMON): its samples are re-accesses only, a page's first fault in a process
@@ -148,6 +149,7 @@ static const struct key keys[] = {
 	 * think tierd hung. */
 	{ "clients", "heartbeat_ms", K_U32, F(heartbeat_ms), 10, 1000, 0 },
 	{ "clients", "max_clients", K_U32, F(max_clients), 1, 1 << 20, 0 },
+	{ "clients", "hello_timeout_ms", K_U32, F(hello_timeout_ms), 100, 600000, 0 },
 	{ "clients", "max_attach_per_client", K_U32, F(max_attach_per_client), 1, 4096, 0 },
 	{ "clients", "shmem_registration", K_REG, F(shmem_register_whole), 0, 0, 0 },
 };

@@ -20,6 +20,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
@@ -208,6 +209,80 @@ static void client_free(struct client *c)
 	free(c);
 }
 
+/* SO_PEERPIDFD (Linux 6.5): a pidfd of the process that connected, from the struct pid the socket
+ * holds since connect(), so it names that process even after its pid was reused. */
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+/* -1 not known yet, 0 the kernel lacks it (pidfd_open at accept instead), 1 it has it. */
+static int have_peerpidfd = -1;
+
+static int sys_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int sys_pidfd_send_signal(int pidfd, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+/*
+ * At accept: with SO_PEERPIDFD nothing needs holding (the socket pins the peer's struct pid), so
+ * a connection costs tierd one fd. Without it (Debian 12's 6.1), a pidfd of the peer's pid is
+ * opened now and held: that leaves the time between connect() and this accept during which the
+ * pid could be reused unnoticed, a window of microseconds that the client cannot widen at will
+ * (tierd accepts at once), where the ATTACH could come any time later.
+ */
+static void peer_pidfd_at_accept(struct client *c)
+{
+	c->pidfd = -1;
+	c->pidfd_err = 0;
+	if (have_peerpidfd != 0) {
+		int fd;
+		socklen_t l = sizeof(fd);
+
+		if (getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &fd, &l) == 0) {
+			close(fd);
+			have_peerpidfd = 1;
+			return;
+		}
+		if (errno != ENOPROTOOPT || have_peerpidfd == 1)
+			return; /* the peer is gone already, say: seen again at ATTACH */
+		have_peerpidfd = 0;
+	}
+	if (c->pid <= 0) {
+		c->pidfd_err = ESRCH; /* not in tierd's pid namespace: /proc cannot show its maps */
+		return;
+	}
+	c->pidfd = sys_pidfd_open(c->pid);
+	if (c->pidfd < 0)
+		c->pidfd_err = errno;
+}
+
+int manager_client_alive(const struct client *c)
+{
+	int fd = c->pidfd, r = 0;
+
+	if (fd < 0 && !c->pidfd_err) {
+		socklen_t l = sizeof(fd);
+
+		if (getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &fd, &l) < 0)
+			/* 6.5-6.14 refuse a pidfd of a reaped process (EINVAL or ESRCH); later
+			 * kernels give one, and the signal below says ESRCH. */
+			return errno == EINVAL || errno == ESRCH ? -ESRCH : -errno;
+	} else if (fd < 0) {
+		return -c->pidfd_err;
+	}
+	/* Signal 0 checks without sending: a zombie still answers (its pid is still its own),
+	 * a reaped process says ESRCH. EPERM (tierd not root): it exists. */
+	if (sys_pidfd_send_signal(fd, 0) < 0 && errno != EPERM)
+		r = -errno;
+	if (fd != c->pidfd)
+		close(fd);
+	return r;
+}
+
 static void reap(struct manager *m)
 {
 	while (m->graveyard_attachments) {
@@ -243,6 +318,11 @@ void manager_client_drop(struct manager *m, struct client *c, const char *why)
 	(void)epoll_ctl(m->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
+	if (c->pidfd >= 0)
+		close(c->pidfd);
+	c->pidfd = -1;
+	if (!c->hello_done)
+		m->hello_pending--;
 	for (struct client **p = &m->clients; *p; p = &(*p)->next)
 		if (*p == c) {
 			*p = c->next;
@@ -405,14 +485,21 @@ static void on_accept(struct manager *m)
 		c->uid = cred.uid;
 		c->gid = cred.gid;
 		c->id = ++m->next_id;
+		peer_pidfd_at_accept(c);
 		if (epoll_add(m, fd, EPOLLIN | EPOLLRDHUP, &c->watch) < 0) {
 			close(fd);
+			if (c->pidfd >= 0)
+				close(c->pidfd);
 			free(c);
 			continue;
 		}
 		c->next = m->clients;
 		m->clients = c;
 		m->nclients++;
+		c->accepted_usec = now_usec();
+		if (!m->hello_pending++ ||
+		    c->accepted_usec + (uint64_t)m->cfg.hello_timeout_ms * 1000u < m->hello_due_usec)
+			m->hello_due_usec = c->accepted_usec + (uint64_t)m->cfg.hello_timeout_ms * 1000u;
 		m->stats.clients_accepted++;
 		log_debug("pid %d uid %u: connected as client %u", (int)c->pid, c->uid, c->id);
 	}
@@ -429,6 +516,7 @@ static void on_hello(struct manager *m, struct client *c, const struct tierd_msg
 		return;
 	}
 	c->hello_done = true;
+	m->hello_pending--;
 	if (h->flags & TIERD_HELLO_WANT_UFFD_DEV) {
 		/* The client may not create a full uffd itself (vm.unprivileged_userfaultfd=0). The
 		 * device only ever makes uffds for the caller's own mm, so handing it over grants
@@ -629,6 +717,8 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		 (unsigned)geteuid(), m->privs.no_new_privs ? m->privs.kept : "all (not dropped)",
 		 m->privs.dropped, m->privs.bounding ? "true" : "false",
 		 m->privs.no_new_privs ? "true" : "false");
+	json_add(js, cap, &len, "\"misbehaving\":{\"hello_timeouts\":%" PRIu64
+		 ",\"attach_peer_exited\":%" PRIu64 "},", s->hello_timeouts, s->attach_peer_exited);
 	/* The tiers, node by node (tierctl tiers), and the clients (tierctl clients). */
 	json_add(js, cap, &len, "\"tier_list\":[");
 	for (unsigned t = 0; t < m->topo.ntiers; t++) {
@@ -993,6 +1083,59 @@ static int watchdog_timeout_ms(struct manager *m, int timeout_ms)
 	return timeout_ms < 0 || w < timeout_ms ? w : timeout_ms;
 }
 
+/*
+ * Connections that sent no HELLO within hello_timeout_ms are closed: max_clients idle
+ * connections would otherwise lock every client out for as long as they stay open. Looks at the
+ * clients only when the earliest deadline has passed.
+ */
+static void hello_sweep(struct manager *m)
+{
+	uint64_t now, limit = (uint64_t)m->cfg.hello_timeout_ms * 1000u, due = UINT64_MAX;
+
+	if (!m->hello_pending)
+		return;
+	now = now_usec();
+	if (now < m->hello_due_usec)
+		return;
+	for (struct client *c = m->clients, *next; c; c = next) {
+		next = c->next; /* a dropped client is unlinked (and freed after the batch) */
+		if (c->hello_done || c->dead)
+			continue;
+		if (now - c->accepted_usec < limit) {
+			if (c->accepted_usec + limit < due)
+				due = c->accepted_usec + limit;
+			continue;
+		}
+		m->stats.hello_timeouts++;
+		log_ratelimited(LOG_WARNING, 0, "pid %d uid %u client %u: no HELLO within %u ms, closed "
+				"(%" PRIu64 " so far)", (int)c->pid, c->uid, c->id, m->cfg.hello_timeout_ms,
+				m->stats.hello_timeouts);
+		send_error(c, -ETIMEDOUT, "tierd: no HELLO in time");
+		manager_client_drop(m, c, "no HELLO in time");
+	}
+	m->hello_due_usec = due;
+}
+
+/* epoll_wait's timeout: a batch out is polled every BATCH_POLL_MS, a connection without HELLO
+ * is closed when its time is up, and the watchdog is fed. */
+static int loop_timeout_ms(struct manager *m)
+{
+	int t = m->batches_active ? BATCH_POLL_MS : -1;
+
+	if (m->hello_pending) {
+		uint64_t now = now_usec(), ms = 0;
+		int h;
+
+		if (m->hello_due_usec > now)
+			ms = (m->hello_due_usec - now + 999) / 1000; /* not a moment before it */
+		h = ms < 600000 ? (int)ms : 600000;
+
+		if (t < 0 || h < t)
+			t = h;
+	}
+	return watchdog_timeout_ms(m, t);
+}
+
 /* systemd's one-line STATUS= (systemctl status): refreshed every STATUS_EVERY_USEC when it
  * changed. */
 #define STATUS_EVERY_USEC 2000000u
@@ -1110,6 +1253,7 @@ static void manager_reload(struct manager *m)
 		}
 	}
 	m->cfg = n;
+	m->hello_due_usec = 0; /* clients.hello_timeout_ms may have changed: the next sweep recomputes */
 	log_info("Configuration reloaded (epoch %u ms, %u windows, migration %s, mode %s, rate %u MB/s)",
 		 n.epoch_ms, n.max_windows, n.migrate ? "on" : "off",
 		 n.migrate_how == MIGRATE_ZAPPED ? "zap" : "mapped", n.rate_limit_mbps);
@@ -1150,8 +1294,7 @@ int manager_run(struct manager *m)
 	while (!m->quit) {
 		/* A migration batch out wakes the loop on its own: its deadline must not wait for
 		 * the next epoch (which --epoch-ms may put seconds away) while faults are held. */
-		int n = epoll_wait(m->epfd, evs, 64,
-				   watchdog_timeout_ms(m, m->batches_active ? BATCH_POLL_MS : -1));
+		int n = epoll_wait(m->epfd, evs, 64, loop_timeout_ms(m));
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -1191,6 +1334,7 @@ int manager_run(struct manager *m)
 			}
 		}
 		manager_batches_poll(m);
+		hello_sweep(m);
 		reap(m);
 		watchdog_feed(m);
 		status_line(m, false);

@@ -59,6 +59,7 @@ struct tierd_config {
 	bool perf_software;         /* ... else on the software page-fault event */
 	uint32_t perf_period;       /* its sample period; 0: the event's default (perfsel.h) */
 	uint32_t max_clients;
+	uint32_t hello_timeout_ms;  /* a connection that has not sent HELLO by then is closed */
 	uint32_t max_attach_per_client;
 	uint32_t max_zaps_in_flight; /* ZAP batches unacknowledged per attachment before it is skipped */
 	unsigned n_allow_uids, n_allow_gids;
@@ -144,9 +145,13 @@ struct client {
 	struct watch watch;
 	uint32_t id;
 	int fd;
-	pid_t pid;
+	pid_t pid;          /* SO_PEERCRED at accept: in tierd's pid namespace, 0 when not visible */
+	/* Kernels without SO_PEERPIDFD (< 6.5): a pidfd of that pid opened at accept, else -1
+	 * (pidfd_err: why it could not be opened). With SO_PEERPIDFD the socket gives it. */
+	int pidfd, pidfd_err;
 	uid_t uid;
 	gid_t gid;
+	uint64_t accepted_usec;
 	bool hello_done;
 	bool ever_attached; /* query-only connections are logged at debug level */
 	bool dead;
@@ -205,6 +210,9 @@ struct manager_stats {
 	/* ATTACHes refused for lack of memory (the alias mapping or the page state: ENOMEM, e.g.
 	 * under RLIMIT_AS or MemoryMax=); the client runs untracked and retries. */
 	uint64_t attach_nomem;
+	/* Misbehaving clients: connections closed for sending no HELLO in time; ATTACHes refused
+	 * because the process that connected had exited (its pid may name another process). */
+	uint64_t hello_timeouts, attach_peer_exited;
 };
 
 struct manager {
@@ -219,6 +227,9 @@ struct manager {
 	struct watch listen_watch, timer_watch, signal_watch;
 	struct client *clients;
 	unsigned nclients;
+	/* Connections without HELLO yet, and when the next of them runs out of time. */
+	unsigned hello_pending;
+	uint64_t hello_due_usec;
 	struct segment *segments;
 	unsigned nsegments;
 	uint32_t next_id;
@@ -403,5 +414,9 @@ void attachment_batch_release(struct manager *m, struct attachment *a);
 void manager_client_drop(struct manager *m, struct client *c, const char *why);
 int manager_send(struct manager *m, struct client *c, void *msg, size_t len, const int *fds,
 		 unsigned nfds);
+/* Whether the process that connected still exists (a zombie does: its pid is not free yet): 0,
+ * -ESRCH when it has exited and been reaped (its pid may name another process now), or another
+ * negative errno when tierd cannot tell. */
+int manager_client_alive(const struct client *c);
 
 #endif

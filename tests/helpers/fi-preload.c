@@ -11,6 +11,9 @@
  * ("continue N\nwake N\n"). Built without sanitizers: an ASan tierd needs
  * ASAN_OPTIONS=verify_asan_link_order=0 to accept it.
  *
+ * TIERD_FI_NO_PEERPIDFD=1 makes getsockopt(SO_PEERPIDFD) fail with ENOPROTOOPT, as kernels
+ * before 6.5 do: tierd then takes the peer's pidfd with pidfd_open() at accept.
+ *
  *   TIERD_FI_SEALS_DELAY_MS=400
  *
  * makes every fcntl(F_GET_SEALS) sleep 400 ms before it reads the seals: a window in which a
@@ -26,6 +29,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
+#include <sys/socket.h>
 
 enum { FI_CONTINUE, FI_WAKE, FI_N };
 
@@ -41,6 +45,8 @@ static struct {
 static int (*real_ioctl)(int, unsigned long, ...);
 static int (*real_fcntl)(int, int, ...);
 static long seals_delay_ms;
+static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
+static int no_peerpidfd;
 
 static int errno_of(const char *s)
 {
@@ -65,6 +71,8 @@ __attribute__((constructor)) static void fi_init(void)
 	real_fcntl = (int (*)(int, int, ...))dlsym(RTLD_NEXT, "fcntl");
 	if (delay)
 		seals_delay_ms = strtol(delay, NULL, 10);
+	real_getsockopt = (int (*)(int, int, int, void *, socklen_t *))dlsym(RTLD_NEXT, "getsockopt");
+	no_peerpidfd = getenv("TIERD_FI_NO_PEERPIDFD") != NULL;
 	if (!spec)
 		return;
 	snprintf(buf, sizeof(buf), "%s", spec);
@@ -128,4 +136,16 @@ int fcntl(int fd, int cmd, ...)
 			;
 	}
 	return real_fcntl(fd, cmd, arg);
+}
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	if (no_peerpidfd && level == SOL_SOCKET && name == SO_PEERPIDFD) {
+		errno = ENOPROTOOPT;
+		return -1;
+	}
+	return real_getsockopt(fd, level, name, val, len);
 }
