@@ -459,6 +459,16 @@ void harness_fake_two_nodes(const char *root)
 	put_file(root, "devices/system/node/node1/distance", "20 10\n");
 }
 
+double metrics_sample(const char *text, const char *series)
+{
+	size_t l = strlen(series);
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, series, l) && p[l] == ' ')
+			return strtod(p + l + 1, NULL);
+	return -1;
+}
+
 int harness_tierctl(const char *sock, bool as_nobody, char *out, size_t len, ...)
 {
 	char *argv[40], path[512];

@@ -66,6 +66,10 @@ void harness_fake_two_nodes(const char *root);
 int harness_tierctl(const char *sock, bool as_nobody, char *out, size_t len, ...)
 	__attribute__((sentinel));
 
+/* In Prometheus text (tierctl metrics), the value of the sample whose name and labels are exactly
+ * `series`; -1 when absent. */
+double metrics_sample(const char *text, const char *series);
+
 /* Open fds of process pid (its /proc/PID/fd), or a negative errno. */
 int harness_fd_count(pid_t pid);
 /* Polls until pid holds `want` fds or timeout_ms passes; returns the last count seen. */
