@@ -221,6 +221,19 @@ void harness_fi_env_end(const char *const *vars)
 		unsetenv("ASAN_OPTIONS");
 }
 
+long long harness_fi_injected(const char *report, const char *point)
+{
+	char text[256];
+	size_t l = strlen(point);
+
+	if (read_text(report, text, sizeof(text)) <= 0)
+		return -1;
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, point, l) && p[l] == ' ')
+			return strtoll(p + l + 1, NULL, 10);
+	return -1;
+}
+
 long proc_status_kb(pid_t pid, const char *key)
 {
 	char path[64], text[4096];

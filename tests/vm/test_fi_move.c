@@ -17,7 +17,6 @@
  * Each counter rises by at least what libfi reports it injected: by exactly that plus the
  * kernel's own failures of that kind (none expected here). Skips on a machine with one node.
  */
-#include <numa.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -46,9 +45,7 @@ static int slow_node = -1;
 static int group_setup(void **state)
 {
 	(void)state;
-	if (numa_available() < 0 || numa_num_configured_nodes() < 2)
-		return 0; /* the tests skip */
-	slow_node = numa_max_node();
+	slow_node = vm_slowest_node(); /* -1: the tests skip */
 	return 0;
 }
 
@@ -57,17 +54,6 @@ static int group_teardown(void **state)
 	(void)state;
 	harness_cleanup();
 	return 0;
-}
-
-/* The injected page count libfi wrote at tierd's exit ("move N"); -1 when absent. */
-static long long injected_moves(const char *report)
-{
-	char text[256];
-	const char *p;
-
-	if (read_text(report, text, sizeof(text)) <= 0 || !(p = strstr(text, "move ")))
-		return -1;
-	return strtoll(p + 5, NULL, 10);
 }
 
 /* One injected error and the status key and metric series that must count it. */
@@ -88,7 +74,7 @@ static void run_case(const struct fi_case *c)
 	long long counted, series, access, fallback, busy, nomem, injected;
 	struct vm_work w;
 	double share, secs;
-	uint64_t a;
+	uint64_t a, t0 = mono_usec();
 	pid_t d;
 
 	if (slow_node < 0)
@@ -104,9 +90,7 @@ static void run_case(const struct fi_case *c)
 	assert_true(d > 0);
 
 	assert_int_equal(tier_segment_create(&o, &seg), 0);
-	vm_work_place(&w, tier_segment_addr(seg), tier_segment_memfd(seg), tier_segment_page_size(seg),
-		      tier_segment_size(seg) / tier_segment_page_size(seg), slow_node);
-	assert_int_equal(tier_segment_wait_tracked(seg, 10000), 0);
+	vm_work_place_seg(&w, seg, slow_node);
 	a = w.npages / 4;
 	vm_work_hot(&w, a, a + HOT_PAGES);
 	share = vm_wait_share(&w, a, a + HOT_PAGES, 0, WANT_SHARE, CONVERGE_MS, &secs);
@@ -128,7 +112,8 @@ static void run_case(const struct fi_case *c)
 	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
 	assert_int_equal(harness_tierctl(sock, false, metrics, sizeof(metrics), "metrics", NULL), 0);
 	daemon_stop(d);
-	injected = injected_moves(rep);
+	injected = harness_fi_injected(rep, "move");
+	print_message("%s: the case took %.1f s\n", c->err, (double)(mono_usec() - t0) / 1e6);
 
 	counted = json_int(js, "\"migration\"", c->status_key);
 	series = (long long)metrics_sample(metrics, c->series);
@@ -137,11 +122,15 @@ static void run_case(const struct fi_case *c)
 	access = json_int(js, "\"migration\"", "failed_access");
 	fallback = json_int(js, "\"migration\"", "move_all_fallback");
 	print_message("%s: hot set %.3f on node 0 after %.1f s; injected %lld pages; %s %lld, "
-		      "metric %lld; promoted %lld, move_calls %lld; failed busy %lld nomem %lld access "
-		      "%lld, move_all_fallback %lld\n",
+		      "metric %lld; promoted %lld, demoted %lld, move_calls %lld, batch_timeouts %lld; "
+		      "failed busy %lld nomem %lld access %lld noent %lld other %lld, move_all_fallback "
+		      "%lld\n",
 		      c->err, share, secs, injected, c->status_key, counted, series,
-		      json_int(js, "\"migration\"", "promoted"), json_int(js, "\"migration\"", "move_calls"),
-		      busy, nomem, access, fallback);
+		      json_int(js, "\"migration\"", "promoted"), json_int(js, "\"migration\"", "demoted"),
+		      json_int(js, "\"migration\"", "move_calls"),
+		      json_int(js, "\"migration\"", "batch_timeouts"), busy, nomem, access,
+		      json_int(js, "\"migration\"", "failed_noent"),
+		      json_int(js, "\"migration\"", "failed_other"), fallback);
 	assert_true(share >= WANT_SHARE); /* the failed pages were moved on later passes */
 	assert_true(injected > 0);
 	assert_true(counted >= injected);
