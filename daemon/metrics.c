@@ -235,6 +235,9 @@ int manager_metrics(const struct manager *m, char *buf, size_t len)
 	put(&o, "tierd_migration_failures_total{reason=\"gone\"} %" PRIu64 "\n", ms->err_noent);
 	put(&o, "tierd_migration_failures_total{reason=\"fault\"} %" PRIu64 "\n", ms->err_fault);
 	put(&o, "tierd_migration_failures_total{reason=\"other\"} %" PRIu64 "\n", ms->err_other);
+	counter(&o, "tierd_migration_move_all_fallback_total",
+		"Pages of zap-mode moves refused as still mapped (EACCES) and retried with "
+		"MPOL_MF_MOVE_ALL.", ms->fallback_pages);
 	counter(&o, "tierd_migration_held_mems_total",
 		"Planned page moves not made: the target node is outside the cpuset mems of a "
 		"process mapping the page, or of tierd.", ms->held_mems);

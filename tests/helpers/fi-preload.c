@@ -1,15 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fault injection for tierd's uffd ioctls, for tests (LD_PRELOAD into tierd only): reaches the
- * error paths of UFFDIO_CONTINUE and UFFDIO_WAKE that a healthy kernel almost never takes.
+ * Fault injection for tierd's uffd ioctls and page moves, for tests (LD_PRELOAD into tierd only):
+ * reaches the error paths of UFFDIO_CONTINUE, UFFDIO_WAKE and move_pages(2) that a healthy kernel
+ * almost never takes.
  *
- *   TIERD_FI="continue:ENOMEM:3,wake:EIO:50"
+ *   TIERD_FI="continue:ENOMEM:3,wake:EIO:50,move:EBUSY:3"
  *
  * fails every 3rd UFFDIO_CONTINUE with ENOMEM (without doing it: the page stays unmapped) and
- * every 50th UFFDIO_WAKE with EIO (the thread stays blocked). Period 1 fails every call. Errors:
- * ENOMEM, EAGAIN, EIO, EINVAL. At exit, the injected counts go to $TIERD_FI_REPORT when set
- * ("continue N\nwake N\n"). Built without sanitizers: an ASan tierd needs
- * ASAN_OPTIONS=verify_asan_link_order=0 to accept it.
+ * every 50th UFFDIO_WAKE with EIO (the thread stays blocked). Period 1 fails every call.
+ *
+ * "move" counts pages, not calls: for move:EBUSY:3, every 3rd page of a move (a move_pages call
+ * with a nodes array; status queries, nodes == NULL, pass untouched) is left where it is and
+ * gets -EBUSY in its status slot; the real move_pages runs on the other pages only, so what the
+ * kernel did and what tierd is told agree. The call returns what the kernel returned for the
+ * others, plus the injected pages for EBUSY and ENOMEM (the kernel counts pages migrate_pages()
+ * failed on in its positive return), but not for EACCES (a per-page refusal the kernel only
+ * writes in the status). EACCES is what the kernel gives a page still mapped by a process
+ * without MPOL_MF_MOVE_ALL, so calls with MPOL_MF_MOVE_ALL are never injected EACCES (and their
+ * pages do not count towards the period).
+ *
+ * Errors: ENOMEM, EAGAIN, EIO, EINVAL, EBUSY, EACCES. At exit, the injected counts go to
+ * $TIERD_FI_REPORT when set ("continue N\nwake N\nmove N\n"; for move, pages). Built without
+ * sanitizers: an ASan tierd needs ASAN_OPTIONS=verify_asan_link_order=0 to accept it.
  *
  * TIERD_FI_NO_PEERPIDFD=1 makes getsockopt(SO_PEERPIDFD) fail with ENOPROTOOPT, as kernels
  * before 6.5 do: tierd then takes the peer's pidfd with pidfd_open() at accept.
@@ -22,19 +34,22 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/mempolicy.h>
 #include <linux/userfaultfd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-enum { FI_CONTINUE, FI_WAKE, FI_N };
+enum { FI_CONTINUE, FI_WAKE, FI_IOCTL_N, FI_MOVE = FI_IOCTL_N, FI_N };
 
-static const char *const names[FI_N] = { "continue", "wake" };
-static const unsigned long reqs[FI_N] = { UFFDIO_CONTINUE, UFFDIO_WAKE };
+static const char *const names[FI_N] = { "continue", "wake", "move" };
+static const unsigned long reqs[FI_IOCTL_N] = { UFFDIO_CONTINUE, UFFDIO_WAKE };
 
 static struct {
 	int err;               /* 0: not injected */
@@ -52,6 +67,7 @@ static int errno_of(const char *s)
 {
 	static const struct { const char *name; int err; } known[] = {
 		{ "ENOMEM", ENOMEM }, { "EAGAIN", EAGAIN }, { "EIO", EIO }, { "EINVAL", EINVAL },
+		{ "EBUSY", EBUSY },   { "EACCES", EACCES },
 	};
 
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
@@ -110,7 +126,7 @@ int ioctl(int fd, unsigned long req, ...)
 	va_start(ap, req);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	for (int i = 0; i < FI_N; i++)
+	for (int i = 0; i < FI_IOCTL_N; i++)
 		if (req == reqs[i] && fi[i].err &&
 		    __atomic_add_fetch(&fi[i].calls, 1, __ATOMIC_RELAXED) % fi[i].period == 0) {
 			__atomic_add_fetch(&fi[i].injected, 1, __ATOMIC_RELAXED);
@@ -148,4 +164,59 @@ int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 		return -1;
 	}
 	return real_getsockopt(fd, level, name, val, len);
+}
+
+long move_pages(int pid, unsigned long count, void **pages, const int *nodes, int *status,
+		int flags);
+
+/* libnuma's move_pages() is the bare system call; tierd links it, this one comes first. */
+long move_pages(int pid, unsigned long count, void **pages, const int *nodes, int *status,
+		int flags)
+{
+	int err = fi[FI_MOVE].err;
+	unsigned long n = 0, ninj = 0, *where;
+	void **sub_pages;
+	int *sub_nodes, *sub_status;
+	long r;
+
+	if (!err || !nodes || !count || (err == EACCES && (flags & MPOL_MF_MOVE_ALL)))
+		return syscall(SYS_move_pages, pid, count, pages, nodes, status, flags);
+	sub_pages = malloc(count * sizeof(*sub_pages));
+	sub_nodes = malloc(count * sizeof(*sub_nodes));
+	sub_status = malloc(count * sizeof(*sub_status));
+	where = malloc(count * sizeof(*where));
+	if (!sub_pages || !sub_nodes || !sub_status || !where) {
+		r = -1;
+		errno = ENOMEM;
+		goto out;
+	}
+	for (unsigned long i = 0; i < count; i++) {
+		if (__atomic_add_fetch(&fi[FI_MOVE].calls, 1, __ATOMIC_RELAXED) % fi[FI_MOVE].period == 0) {
+			ninj++;
+			continue;
+		}
+		where[n] = i;
+		sub_pages[n] = pages[i];
+		sub_nodes[n] = nodes[i];
+		sub_status[n] = status[i]; /* what the kernel leaves unwritten stays as it was */
+		n++;
+	}
+	r = n ? syscall(SYS_move_pages, pid, n, sub_pages, sub_nodes, sub_status, flags) : 0;
+	if (r < 0)
+		goto out; /* the call failed as a whole: nothing injected */
+	for (unsigned long j = 0, i = 0; i < count; i++) {
+		if (j < n && where[j] == i)
+			status[i] = sub_status[j++];
+		else
+			status[i] = -err;
+	}
+	__atomic_add_fetch(&fi[FI_MOVE].injected, ninj, __ATOMIC_RELAXED);
+	if (err != EACCES)
+		r += (long)ninj;
+out:
+	free(sub_pages);
+	free(sub_nodes);
+	free(sub_status);
+	free(where);
+	return r;
 }

@@ -239,16 +239,6 @@ static pid_t fi_run(const char *name, const char *spec, const char *kind, char *
 	return d;
 }
 
-static long long fi_injected(const char *report)
-{
-	char text[256];
-	const char *p;
-
-	if (read_text(report, text, sizeof(text)) <= 0 || !(p = strstr(text, "continue ")))
-		return -1;
-	return strtoll(p + 9, NULL, 10);
-}
-
 /* Every 3rd UFFDIO_CONTINUE fails with ENOMEM: the thread is woken, faults again, and the next
  * one maps the page. Nothing reaches the client and tierd keeps it. */
 static void test_continue_fails_sometimes(void **state)
@@ -263,8 +253,9 @@ static void test_continue_fails_sometimes(void **state)
 	assert_true(json_int(js, "\"stats\"", "continue_failed") > 0);
 	assert_int_equal(json_int(js, "\"stats\"", "continue_drops"), 0);
 	assert_int_equal(daemon_stop(d), 0);
-	print_message("injected: %lld failed UFFDIO_CONTINUEs\n", fi_injected(rep));
-	assert_true(fi_injected(rep) > 0);
+	print_message("injected: %lld failed UFFDIO_CONTINUEs\n",
+		      harness_fi_injected(rep, "continue"));
+	assert_true(harness_fi_injected(rep, "continue") > 0);
 }
 
 /* Every UFFDIO_CONTINUE fails: no fault of the client can be resolved. A hugetlb mapping is
@@ -285,7 +276,7 @@ static void test_continue_fails_always(void **state)
 	assert_true(kv_int(text, "detaches") >= 1);
 	assert_true(json_int(js, "\"stats\"", "continue_drops") >= 1);
 	assert_int_equal(daemon_stop(d), 0);
-	assert_true(fi_injected(rep) >= 64);
+	assert_true(harness_fi_injected(rep, "continue") >= 64);
 }
 
 /*

@@ -21,17 +21,6 @@
 
 #include "harness.h"
 
-/* The value of the sample whose name and labels are exactly `series`; -1 when absent. */
-static double sample(const char *text, const char *series)
-{
-	size_t l = strlen(series);
-
-	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-		if (!strncmp(p, series, l) && p[l] == ' ')
-			return strtod(p + l + 1, NULL);
-	return -1;
-}
-
 /* Checks the exposition format line by line; returns the number of samples. */
 static int check_format(const char *text)
 {
@@ -119,13 +108,13 @@ static void test_metrics(void **state)
 
 	assert_int_equal(harness_tierctl(sock, false, text, sizeof(text), "metrics", NULL), 0);
 	print_message("%d samples\n", check_format(text));
-	assert_true(sample(text, "tierd_faults_total") > 0);
-	assert_int_equal(sample(text, "tierd_segments{page_size=\"4096\"}"), 1);
-	assert_int_equal(sample(text, "tierd_segment_bytes{page_size=\"4096\"}"), 16 << 20);
-	assert_int_equal(sample(text, "tierd_policy_info{name=\"hotness\"}"), 1);
-	assert_true(sample(text, "tierd_start_time_seconds") > 1.7e9); /* wall clock, not uptime */
+	assert_true(metrics_sample(text, "tierd_faults_total") > 0);
+	assert_int_equal(metrics_sample(text, "tierd_segments{page_size=\"4096\"}"), 1);
+	assert_int_equal(metrics_sample(text, "tierd_segment_bytes{page_size=\"4096\"}"), 16 << 20);
+	assert_int_equal(metrics_sample(text, "tierd_policy_info{name=\"hotness\"}"), 1);
+	assert_true(metrics_sample(text, "tierd_start_time_seconds") > 1.7e9); /* wall clock, not uptime */
 	/* The histogram: cumulative buckets, +Inf equal to _count, every fault resolved in it. */
-	count = sample(text, "tierd_fault_latency_seconds_count");
+	count = metrics_sample(text, "tierd_fault_latency_seconds_count");
 	assert_true(count > 0);
 	for (const char *p = strstr(text, "tierd_fault_latency_seconds_bucket"); p;
 	     p = strstr(p + 1, "tierd_fault_latency_seconds_bucket")) {
@@ -135,8 +124,8 @@ static void test_metrics(void **state)
 		prev = v;
 	}
 	assert_true(prev == count);
-	assert_true(sample(text, "tierd_fault_latency_seconds_bucket{le=\"+Inf\"}") == count);
-	assert_true(sample(text, "tierd_fault_latency_seconds_sum") > 0);
+	assert_true(metrics_sample(text, "tierd_fault_latency_seconds_bucket{le=\"+Inf\"}") == count);
+	assert_true(metrics_sample(text, "tierd_fault_latency_seconds_sum") > 0);
 	assert_true(status_fetch(sock, js, sizeof(js)) > 0);
 	/* Same source as status: faults resolved there are the histogram's (none held here: one
 	 * node, nothing migrates). */
@@ -147,7 +136,7 @@ static void test_metrics(void **state)
 		assert_int_equal(chmod(harness_dir(), 0755), 0);
 		assert_int_equal(chmod(sock, 0666), 0);
 		assert_int_equal(harness_tierctl(sock, true, text, sizeof(text), "metrics", NULL), 0);
-		assert_true(sample(text, "tierd_faults_total") > 0);
+		assert_true(metrics_sample(text, "tierd_faults_total") > 0);
 		assert_int_equal(chmod(harness_dir(), 0700), 0);
 	}
 
@@ -155,7 +144,7 @@ static void test_metrics(void **state)
 	assert_int_equal(stat(prom, &st), 0);
 	read_text(prom, text, sizeof(text));
 	check_format(text);
-	assert_true(sample(text, "tierd_epochs_total") > 0);
+	assert_true(metrics_sample(text, "tierd_epochs_total") > 0);
 	snprintf(cmd, sizeof(cmd), "%s.tmp", prom);
 	assert_int_equal(access(cmd, F_OK), -1);
 

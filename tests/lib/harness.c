@@ -221,6 +221,19 @@ void harness_fi_env_end(const char *const *vars)
 		unsetenv("ASAN_OPTIONS");
 }
 
+long long harness_fi_injected(const char *report, const char *point)
+{
+	char text[256];
+	size_t l = strlen(point);
+
+	if (read_text(report, text, sizeof(text)) <= 0)
+		return -1;
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, point, l) && p[l] == ' ')
+			return strtoll(p + l + 1, NULL, 10);
+	return -1;
+}
+
 long proc_status_kb(pid_t pid, const char *key)
 {
 	char path[64], text[4096];
@@ -457,6 +470,16 @@ void harness_fake_two_nodes(const char *root)
 	put_file(root, "devices/system/node/node1/meminfo",
 		 "Node 1 MemTotal:       8388608 kB\nNode 1 MemFree:        8388608 kB\n");
 	put_file(root, "devices/system/node/node1/distance", "20 10\n");
+}
+
+double metrics_sample(const char *text, const char *series)
+{
+	size_t l = strlen(series);
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, series, l) && p[l] == ' ')
+			return strtod(p + l + 1, NULL);
+	return -1;
 }
 
 int harness_tierctl(const char *sock, bool as_nobody, char *out, size_t len, ...)

@@ -29,6 +29,9 @@ pid_t daemon_start_out(const char *sock, const char *out_path, ...) __attribute_
  * takes them all out again once the daemon started. */
 void harness_fi_env_begin(const char *const *vars);
 void harness_fi_env_end(const char *const *vars);
+/* What libfi injected at fault point `point` ("continue", "move", ...) as its report file says
+ * after tierd's exit (TIERD_FI_REPORT); -1 when absent. */
+long long harness_fi_injected(const char *report, const char *point);
 /* A "Key:   N kB" line of /proc/PID/status (VmRSS, RssAnon, ...), in kB; -1 when absent. */
 long proc_status_kb(pid_t pid, const char *key);
 /* Stops every tierd daemon_start() started that still runs (a failed case may leave its own: the
@@ -65,6 +68,10 @@ void harness_fake_two_nodes(const char *root);
  * its stdout and stderr go to out. Returns its exit status, or -1. */
 int harness_tierctl(const char *sock, bool as_nobody, char *out, size_t len, ...)
 	__attribute__((sentinel));
+
+/* In Prometheus text (tierctl metrics), the value of the sample whose name and labels are exactly
+ * `series`; -1 when absent. */
+double metrics_sample(const char *text, const char *series);
 
 /* Open fds of process pid (its /proc/PID/fd), or a negative errno. */
 int harness_fd_count(pid_t pid);

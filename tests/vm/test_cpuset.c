@@ -144,9 +144,7 @@ static void test_cpuset_bounds_promotion(void **state)
 	assert_int_equal(atoi(mems), slow_node);
 
 	assert_int_equal(tier_segment_create(&o, &seg), 0);
-	vm_work_place(&w, tier_segment_addr(seg), tier_segment_memfd(seg), tier_segment_page_size(seg),
-		      tier_segment_size(seg) / tier_segment_page_size(seg), slow_node);
-	assert_int_equal(tier_segment_wait_tracked(seg, 10000), 0);
+	vm_work_place_seg(&w, seg, slow_node);
 	lo = w.npages / 4;
 	vm_work_hot(&w, lo, lo + HOT_PAGES);
 

@@ -105,13 +105,9 @@ static int group_setup(void **state)
 	uint64_t wmark;
 
 	(void)state;
-	if (numa_available() < 0 || numa_num_configured_nodes() < 2)
+	slow_node = vm_slowest_node();
+	if (slow_node < 0)
 		return 0; /* the tests skip */
-	/* The slowest node: the farthest from node 0 (the CPU node). */
-	for (int n = 1; n <= numa_max_node(); n++)
-		if (!vm_node_has_cpus(n) && vm_node_meminfo(n, "MemTotal") > 0 &&
-		    (slow_node < 0 || numa_distance(0, n) > numa_distance(0, slow_node)))
-			slow_node = n;
 	wmark = node0_wmark_bytes();
 	if (slow_node < 0 || !wmark)
 		return 0;

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "tierd/tier.h"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
@@ -98,6 +99,19 @@ bool vm_node_has_cpus(int node)
 	while (*p == ' ' || *p == '\n')
 		p++;
 	return *p != '\0';
+}
+
+int vm_slowest_node(void)
+{
+	int slow = -1;
+
+	if (numa_available() < 0 || numa_num_configured_nodes() < 2)
+		return -1;
+	for (int n = 1; n <= numa_max_node(); n++)
+		if (!vm_node_has_cpus(n) && vm_node_meminfo(n, "MemTotal") > 0 &&
+		    (slow < 0 || numa_distance(0, n) > numa_distance(0, slow)))
+			slow = n;
+	return slow;
 }
 
 static void node_huge_path(char *path, size_t len, int node, const char *file)
@@ -200,6 +214,13 @@ void vm_work_place(struct vm_work *w, void *base, int fd, size_t page_size, uint
 	assert_int_equal(set_mempolicy(MPOL_DEFAULT, NULL, 0), 0);
 	numa_free_nodemask(bm);
 	assert_true(vm_share_on(fd, page_size, 0, npages, node) > 0.99);
+}
+
+void vm_work_place_seg(struct vm_work *w, struct tier_segment *seg, int node)
+{
+	vm_work_place(w, tier_segment_addr(seg), tier_segment_memfd(seg), tier_segment_page_size(seg),
+		      tier_segment_size(seg) / tier_segment_page_size(seg), node);
+	assert_int_equal(tier_segment_wait_tracked(seg, 10000), 0);
 }
 
 /* Checks the hot pages and bumps their counters, over and over. Only this thread writes the

@@ -32,6 +32,9 @@ double vm_share_on(int fd, size_t page_size, uint64_t lo, uint64_t hi, int node)
 int64_t vm_node_meminfo(int node, const char *key);
 /* True when the node has CPUs. */
 bool vm_node_has_cpus(int node);
+/* The slowest node: the memory-only node farthest from node 0 (the CPU node); -1 when there is
+ * none (one node, or no NUMA). */
+int vm_slowest_node(void);
 /* The node's per-node pool of 2 MiB pages: nr_hugepages (or free_hugepages); -1 when absent. */
 long vm_node_hugepages(int node, bool free_only);
 /* Remembers the node's nr_hugepages (once) for vm_pools_restore(). */
@@ -66,6 +69,10 @@ struct vm_work {
  * `node` (MPOL_BIND for the writes); asserts the pages landed there. */
 void vm_work_place(struct vm_work *w, void *base, int fd, size_t page_size, uint64_t npages,
 		   int node);
+struct tier_segment;
+/* vm_work_place over the whole of a tier segment, then waits (up to 10 s) until tierd tracks it;
+ * a cmocka failure when it does not. */
+void vm_work_place_seg(struct vm_work *w, struct tier_segment *seg, int node);
 /* Starts (or retargets) the hot loop on [lo, hi). The thread blocks every signal, so a test's
  * alarm() interrupts the test's own system call. */
 void vm_work_hot(struct vm_work *w, uint64_t lo, uint64_t hi);
