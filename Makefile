@@ -305,6 +305,8 @@ $(BUILD)/tests/kernel/%: $(call obj,tests/kernel/%.c tests/lib/harness.c) $(LIBT
 $(BUILD)/tests/kernel/test_bpf: $(call obj,daemon/bpf.c daemon/log.c daemon/perfsel.c)
 $(BUILD)/tests/kernel/test_bpf: LDLIBS_EXTRA := $(LIBS_BPF) $(LIBS_D) -lnuma
 
+# The raw protocol clients of the hostile and misbehaving-client tests.
+$(BUILD)/tests/kernel/test_hostile $(BUILD)/tests/kernel/test_misbehave: $(call obj,tests/lib/rawclient.c)
 # The chaos loops share tests/lib/chaos.c (clients, kills, re-attach polling).
 $(BUILD)/tests/kernel/test_chaos: $(call obj,tests/lib/chaos.c)
 

@@ -45,6 +45,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "rawclient.h"
 #include "proto.h"
 #include "tierd/tier.h"
 #include "uffd.h"
@@ -199,35 +200,10 @@ static uint16_t msg_type(void)
 	return ((const struct tierd_msg_hdr *)rbuf)->type;
 }
 
-/* The next packet into rbuf: with zaps_of 0, the next that is not a ZAP (ZAPs are dropped
- * unanswered); else the next ZAP for attachment zaps_of (ids start at 1), everything else
- * dropped. Its length, 0 at EOF, or a negative errno (-ETIMEDOUT). Received fds are closed. */
+/* The next packet into rbuf (raw_recv: zaps_of 0 drops ZAPs, else only that attachment's). */
 static ssize_t recv_pkt(int sock, unsigned timeout_ms, uint32_t zaps_of)
 {
-	uint64_t deadline = mono_usec() + (uint64_t)timeout_ms * 1000u;
-
-	for (;;) {
-		struct pollfd p = { .fd = sock, .events = POLLIN };
-		int64_t left_ms = ((int64_t)deadline - (int64_t)mono_usec()) / 1000;
-		int fds[PROTO_MAX_FDS];
-		unsigned nfds = 0;
-		bool zap;
-		ssize_t n;
-
-		if (left_ms <= 0)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)left_ms) < 0 && errno != EINTR)
-			return -errno;
-		n = proto_recv(sock, rbuf, sizeof(rbuf), fds, &nfds);
-		proto_close_fds(fds, nfds);
-		if (n == -EAGAIN)
-			continue;
-		if (n < (ssize_t)sizeof(struct tierd_msg_hdr))
-			return n;
-		zap = msg_type() == TIERD_MSG_ZAP && (size_t)n >= sizeof(struct tierd_msg_zap);
-		if (zaps_of ? zap && ((struct tierd_msg_zap *)rbuf)->attach_id == zaps_of : !zap)
-			return n;
-	}
+	return raw_recv(sock, rbuf, sizeof(rbuf), timeout_ms, zaps_of);
 }
 
 static ssize_t recv_msg(int sock, unsigned timeout_ms)
@@ -237,24 +213,13 @@ static ssize_t recv_msg(int sock, unsigned timeout_ms)
 
 static int send_hello(int sock, uint32_t flags)
 {
-	struct tierd_msg_hello h = { .pid = (uint32_t)getpid(), .flags = flags };
-
-	proto_init(&h.hdr, TIERD_MSG_HELLO, sizeof(h), 1);
-	return proto_send(sock, &h, sizeof(h), NULL, 0);
+	return raw_send_hello(sock, flags);
 }
 
 /* HELLO → WELCOME: 0 or a negative errno. */
 static int hello(int sock)
 {
-	ssize_t n;
-	int r = send_hello(sock, 0);
-
-	if (r < 0)
-		return r;
-	n = recv_msg(sock, REPLY_MS);
-	if (n <= 0)
-		return n == 0 ? -ECONNRESET : (int)n;
-	return msg_type() == TIERD_MSG_WELCOME ? 0 : -EPROTO;
+	return raw_hello(sock, 0, rbuf, sizeof(rbuf), REPLY_MS);
 }
 
 /* PING → PONG with the same token: 0 or a negative errno. */

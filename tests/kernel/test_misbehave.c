@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -38,6 +37,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "rawclient.h"
 #include "proto.h"
 #include "tierd/tier.h"
 #include "uffd.h"
@@ -80,52 +80,15 @@ static uint16_t msg_type(void)
 	return ((const struct tierd_msg_hdr *)rbuf)->type;
 }
 
-/* The next packet into rbuf (ZAPs too when want_zaps, else they are skipped): its length, 0 at
- * EOF, or a negative errno (-ETIMEDOUT). Received fds are closed. */
-static ssize_t recv_pkt(int sock, unsigned timeout_ms, bool want_zaps)
+/* The next packet into rbuf (raw_recv: zaps_of 0 skips ZAPs, RAW_ZAPS_ALL keeps them). */
+static ssize_t recv_pkt(int sock, unsigned timeout_ms, uint32_t zaps_of)
 {
-	uint64_t deadline = mono_usec() + (uint64_t)timeout_ms * 1000u;
-
-	for (;;) {
-		struct pollfd p = { .fd = sock, .events = POLLIN };
-		int64_t left_ms = ((int64_t)deadline - (int64_t)mono_usec()) / 1000;
-		int fds[PROTO_MAX_FDS];
-		unsigned nfds = 0;
-		ssize_t n;
-
-		if (left_ms <= 0)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)left_ms) < 0 && errno != EINTR)
-			return -errno;
-		n = proto_recv(sock, rbuf, sizeof(rbuf), fds, &nfds);
-		proto_close_fds(fds, nfds);
-		if (n == -EAGAIN)
-			continue;
-		if (!want_zaps && n >= (ssize_t)sizeof(struct tierd_msg_hdr) && msg_type() == TIERD_MSG_ZAP)
-			continue;
-		return n;
-	}
-}
-
-static int send_hello(int sock)
-{
-	struct tierd_msg_hello h = { .pid = (uint32_t)getpid() };
-
-	proto_init(&h.hdr, TIERD_MSG_HELLO, sizeof(h), 1);
-	return proto_send(sock, &h, sizeof(h), NULL, 0);
+	return raw_recv(sock, rbuf, sizeof(rbuf), timeout_ms, zaps_of);
 }
 
 static int hello(int sock)
 {
-	ssize_t n;
-	int r = send_hello(sock);
-
-	if (r < 0)
-		return r;
-	n = recv_pkt(sock, REPLY_MS, false);
-	if (n <= 0)
-		return n == 0 ? -ECONNRESET : (int)n;
-	return msg_type() == TIERD_MSG_WELCOME ? 0 : -EPROTO;
+	return raw_hello(sock, 0, rbuf, sizeof(rbuf), REPLY_MS);
 }
 
 static int ping(int sock)
@@ -138,7 +101,7 @@ static int ping(int sock)
 	r = proto_send(sock, &p, sizeof(p), NULL, 0);
 	if (r < 0)
 		return r;
-	n = recv_pkt(sock, REPLY_MS, false);
+	n = recv_pkt(sock, REPLY_MS, 0);
 	if (n <= 0)
 		return n == 0 ? -ECONNRESET : (int)n;
 	return msg_type() == TIERD_MSG_PONG ? 0 : -EPROTO;
@@ -169,7 +132,7 @@ static int attach(int sock, int memfd, const void *base, size_t len, int uffd, u
 	r = proto_send(sock, &a, sizeof(a), (int[]){ memfd, uffd }, 2);
 	if (r < 0)
 		return r;
-	n = recv_pkt(sock, REPLY_MS, false);
+	n = recv_pkt(sock, REPLY_MS, 0);
 	if (n <= 0)
 		return n == 0 ? -ECONNRESET : (int)n;
 	if (msg_type() != TIERD_MSG_ATTACHED || (size_t)n < sizeof(*rep))
@@ -595,7 +558,7 @@ static void test_hello_deadline(void **state)
 	/* Full: one more is refused at once. */
 	extra = raw_connect();
 	assert_true(extra >= 0);
-	assert_true(recv_pkt(extra, REPLY_MS, false) > 0);
+	assert_true(recv_pkt(extra, REPLY_MS, 0) > 0);
 	assert_int_equal(msg_type(), TIERD_MSG_ERROR);
 	assert_int_equal(((struct tierd_msg_error *)rbuf)->status, -EUSERS);
 	close(extra);
@@ -614,7 +577,7 @@ static void test_hello_deadline(void **state)
 	for (unsigned i = 0; i < HOG_SLOTS - 1; i++) {
 		ssize_t n;
 
-		while ((n = recv_pkt(hogs[i], 3 * HOG_TIMEOUT_MS, false)) > 0)
+		while ((n = recv_pkt(hogs[i], 3 * HOG_TIMEOUT_MS, 0)) > 0)
 			if (msg_type() == TIERD_MSG_ERROR)
 				err = ((struct tierd_msg_error *)rbuf)->status;
 		closed_usec[i] = mono_usec() - t0;
@@ -823,7 +786,7 @@ static int silent_client(int out)
 	while (mono_usec() < end) {
 		const struct tierd_msg_zap *z = (const struct tierd_msg_zap *)rbuf;
 		const struct tierd_zap_range *r = (const struct tierd_zap_range *)(z + 1);
-		ssize_t n = recv_pkt(s, 50, true);
+		ssize_t n = recv_pkt(s, 50, RAW_ZAPS_ALL);
 
 		if (n == -ETIMEDOUT)
 			continue;
