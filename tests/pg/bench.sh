@@ -7,6 +7,7 @@
 # tierd runs (idle for the runs without the shim) throughout. Appends JSON lines (ARCHITECTURE.md
 # §6) to PG_RESULTS (bench/results/core.jsonl): pgbench tps_ratio and connect_ratio per page size,
 # value = median with the shim, baseline = median without, spread = every run.
+# PG_PAGES="huge" (or "4k") runs one page size only.
 # Called by tools/bench.sh (make bench); exit 77 when PostgreSQL is not installed.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -65,7 +66,7 @@ range() { tr ' ' '\n' | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "
 
 
 mkdir -p "$(dirname "$RESULTS")"
-for pages in huge 4k; do
+for pages in ${PG_PAGES:-huge 4k}; do
 	if [ $pages = huge ]; then
 		sed -i 's/^\(\s*\)huge_pages = .*/\1huge_pages = on/' "$data/postgresql.conf"
 	else
