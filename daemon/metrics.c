@@ -116,6 +116,18 @@ int manager_metrics(const struct manager *m, char *buf, size_t len)
 	counter(&o, "tierd_attach_nomem_total",
 		"ATTACH requests refused for lack of memory (alias mapping or page state).",
 		s->attach_nomem);
+	counter(&o, "tierd_attach_peer_exited_total",
+		"ATTACH requests refused: the process that connected had exited (its pid may be "
+		"another's now).", s->attach_peer_exited);
+	counter(&o, "tierd_hello_timeouts_total",
+		"Connections closed for sending no HELLO within clients.hello_timeout_ms.",
+		s->hello_timeouts);
+	counter(&o, "tierd_zap_acks_stale_total",
+		"ZAP_DONE messages ignored: no ZAP of that attachment was waiting for them.",
+		s->zap_acks_stale);
+	counter(&o, "tierd_faults_outside_total",
+		"Faults on memory outside the segment of the uffd they came from (registered by the "
+		"client itself), resolved like the others.", s->faults_outside);
 	gauge(&o, "tierd_heap_bytes", "Bytes of tierd's heap in use (malloc).",
 	      (double)manager_heap_bytes());
 

@@ -584,6 +584,15 @@ static long long status_stat(const char *sock, const char *key)
 	return json_int(js, "\"stats\"", key);
 }
 
+/* Status stats.key and its metric agree. */
+static void assert_metric_is_stat(const char *sock, const char *series, const char *key)
+{
+	static char text[1 << 16];
+
+	assert_int_equal(harness_tierctl(sock, false, text, sizeof(text), "metrics", NULL), 0);
+	assert_true(metrics_sample(text, series) == (double)status_stat(sock, key));
+}
+
 /* ---- group ------------------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -1835,6 +1844,7 @@ static void test_replayed_ids(void **state)
 	assert_int_equal(ping(sock), 0);
 	/* 1 (same batch twice) + 1 (gone) + 4 + 1 (replayed real ack) */
 	assert_int_equal(status_stat(g.sock, "zap_acks_stale"), stale0 + 7);
+	assert_metric_is_stat(g.sock, "tierd_zap_acks_stale_total", "zap_acks_stale");
 	counted(9, 9); /* 7 ZAP_DONEs, 2 DETACHes */
 	assert_fds(g.fd_base + 3);
 	close(sock);
@@ -1905,6 +1915,7 @@ static void test_uffd_other_range(void **state)
 	print_message("  faults outside the segment resolved: %lld\n",
 		      status_stat(g.sock, "faults_outside") - out0);
 	assert_true(status_stat(g.sock, "faults_outside") > out0);
+	assert_metric_is_stat(g.sock, "tierd_faults_outside_total", "faults_outside");
 	counted(1, 0);
 	assert_int_equal(ping(sock), 0);
 	close(sock);

@@ -204,6 +204,16 @@ static long long status_get(const char *after, const char *key)
 	return json_int(js, after, key);
 }
 
+/* A series of tierctl metrics (-1 when tierctl fails). */
+static double metric_get(const char *series)
+{
+	static char text[1 << 16];
+
+	if (harness_tierctl(sock_path, false, text, sizeof(text), "metrics", NULL) != 0)
+		return -1;
+	return metrics_sample(text, series);
+}
+
 struct good {
 	struct tier_segment *seg;
 	pthread_t toucher;
@@ -502,6 +512,8 @@ static void pid_reuse(bool peerpidfd)
 	assert_true(rep.status < 0);
 	assert_non_null(strstr(rep.reason, "has exited"));
 	assert_true(status_get("\"misbehaving\"", "attach_peer_exited") >= 2);
+	assert_true(metric_get("tierd_attach_peer_exited_total") ==
+		    (double)status_get("\"misbehaving\"", "attach_peer_exited"));
 
 	assert_int_equal(harness_wait_fds(d, fd_base, SETTLE_MS), fd_base);
 	good_assert_served(good, 1);
@@ -597,6 +609,7 @@ static void test_hello_deadline(void **state)
 	assert_int_equal(ping(talker), 0);
 	close(talker);
 	assert_int_equal(status_get("\"misbehaving\"", "hello_timeouts"), HOG_SLOTS - 1);
+	assert_true(metric_get("tierd_hello_timeouts_total") == HOG_SLOTS - 1);
 	/* The extra connection and the libtier client's tries (at least one). */
 	assert_true(status_get("\"stats\"", "clients_refused") >= 2);
 	good_assert_served(good, 1);
