@@ -133,6 +133,16 @@ static int cmd_status(struct json_object *st)
 	       mib(num(mig, "bytes_moved")),
 	       (long long)(num(mig, "failed_nomem") + num(mig, "failed_busy") + num(mig, "failed_access") +
 			   num(mig, "failed_noent") + num(mig, "failed_other")));
+	if (num(mig, "held_mems") > 0)
+		printf("moves held back by cpusets: %lld pages (a node outside the cpuset mems of a "
+		       "process mapping them; tierctl events says which)\n",
+		       (long long)num(mig, "held_mems"));
+	if (num(get(st, "misbehaving"), "hello_timeouts") > 0 ||
+	    num(get(st, "misbehaving"), "attach_peer_exited") > 0)
+		printf("misbehaving clients: %lld closed without HELLO in time, %lld attaches refused "
+		       "(the process that connected had exited)\n",
+		       (long long)num(get(st, "misbehaving"), "hello_timeouts"),
+		       (long long)num(get(st, "misbehaving"), "attach_peer_exited"));
 	if (*str(pol, "failed"))
 		printf("policy disabled earlier: %s\n", str(pol, "failed"));
 	/* A tierd from before the samplers has no "samplers": say nothing rather than "off". */

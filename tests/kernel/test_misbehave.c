@@ -610,6 +610,15 @@ static void test_hello_deadline(void **state)
 	close(talker);
 	assert_int_equal(status_get("\"misbehaving\"", "hello_timeouts"), HOG_SLOTS - 1);
 	assert_true(metric_get("tierd_hello_timeouts_total") == HOG_SLOTS - 1);
+	{
+		static char out[1 << 16];
+		char want[64];
+
+		assert_int_equal(harness_tierctl(sock_path, false, out, sizeof(out), "status", NULL), 0);
+		snprintf(want, sizeof(want), "misbehaving clients: %d closed without HELLO",
+			 HOG_SLOTS - 1);
+		assert_non_null(strstr(out, want));
+	}
 	/* The extra connection and the libtier client's tries (at least one). */
 	assert_true(status_get("\"stats\"", "clients_refused") >= 2);
 	good_assert_served(good, 1);

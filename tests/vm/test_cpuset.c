@@ -171,6 +171,8 @@ static void test_cpuset_bounds_promotion(void **state)
 	assert_non_null(strstr(out, want));
 	snprintf(want, sizeof(want), ": nodes %d)", slow_node);
 	assert_non_null(strstr(out, want));
+	assert_int_equal(harness_tierctl(sock, false, out, sizeof(out), "status", NULL), 0);
+	assert_non_null(strstr(out, "moves held back by cpusets: "));
 
 	/* Out of the cpuset: the same hot set goes to node 0. */
 	enter(CG_ROOT, mems, sizeof(mems));
