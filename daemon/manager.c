@@ -738,26 +738,35 @@ static void on_status(struct manager *m, struct client *c, const struct tierd_ms
 		json_add(js, cap, &len, "]}");
 	}
 	/* At most STATUS_MAX_CLIENTS (the newest): the document must leave room for the segments,
-	 * and a thousand idle connections say nothing that "clients" does not. */
-	json_add(js, cap, &len, "],\"client_list\":[");
+	 * and a thousand idle connections say nothing that "clients" does not. A requester other
+	 * than root sees its own uid's clients and the segments it may read (as HEAT_QUERY): other
+	 * users' pids and what their memory does are theirs; the totals above stay for everyone. */
+	json_add(js, cap, &len, "],\"scope\":\"%s\",\"client_list\":[", c->uid ? "own" : "all");
 	nlisted = 0;
-	for (const struct client *cl = m->clients; cl && nlisted < STATUS_MAX_CLIENTS;
-	     cl = cl->next, nlisted++) {
+	const struct client *cl = m->clients;
+	for (; cl && nlisted < STATUS_MAX_CLIENTS; cl = cl->next) {
 		uint64_t faults = 0;
 
+		if (c->uid && cl->uid != c->uid)
+			continue;
 		for (const struct attachment *a = cl->attachments; a; a = a->client_next)
 			faults += a->faults;
 		json_add(js, cap, &len,
 			 "%s{\"id\":%u,\"pid\":%d,\"uid\":%u,\"attachments\":%u,\"faults\":%" PRIu64 "}",
-			 cl == m->clients ? "" : ",", cl->id, (int)cl->pid, (unsigned)cl->uid, cl->nattach,
-			 faults);
+			 nlisted ? "," : "", cl->id, (int)cl->pid, (unsigned)cl->uid, cl->nattach, faults);
+		nlisted++;
 	}
+	while (cl && c->uid && cl->uid != c->uid)
+		cl = cl->next; /* what is left unlisted counts only if the requester may see it */
 	json_add(js, cap, &len, "],\"client_list_truncated\":%s,\"segments\":[",
-		 nlisted < m->nclients ? "true" : "false");
+		 cl ? "true" : "false");
 	for (const struct segment *seg = m->segments; seg && !cut; seg = seg->next) {
 		char nodes[SEG_MAX_NODES * 24] = "";
 		size_t nl = 0;
 		uint64_t hot = 0;
+
+		if (!may_read_segment(c, seg))
+			continue;
 
 		for (size_t i = 0; i < seg->regions.n; i++)
 			if (seg->regions.r[i].score >= m->cfg.hot_threshold)

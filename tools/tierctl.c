@@ -239,6 +239,8 @@ static int cmd_segments(struct json_object *st)
 		print_nodes(s);
 		putchar('\n');
 	}
+	if (!strcmp(str(st, "scope"), "own"))
+		printf("(segments mapped by your uid's processes only; root sees all)\n");
 	return 0;
 }
 
@@ -258,6 +260,8 @@ static int cmd_clients(struct json_object *st)
 		       (long long)num(c, "pid"), (long long)num(c, "uid"),
 		       (long long)num(c, "attachments"), (long long)num(c, "faults"));
 	}
+	if (!strcmp(str(st, "scope"), "own"))
+		printf("(your uid's clients only; root sees all)\n");
 	return 0;
 }
 

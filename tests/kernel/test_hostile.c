@@ -1735,6 +1735,21 @@ static int other_uid_child(const void *arg)
 	for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++)
 		if (control(sock, &denied[i]) != -EPERM)
 			return 24 + (int)i;
+	/* The status document lists this uid's clients and segments only: not root's. */
+	{
+		struct tierd_msg_hdr sq;
+		char seg[64];
+		const char *js = (const char *)rbuf + sizeof(struct tierd_msg_hdr);
+
+		proto_init(&sq, TIERD_MSG_STATUS_QUERY, sizeof(sq), 33);
+		if (proto_send(sock, &sq, sizeof(sq), NULL, 0) < 0 || recv_msg(sock, REPLY_MS) <= 0 ||
+		    msg_type() != TIERD_MSG_STATUS_REPLY)
+			return 30;
+		snprintf(seg, sizeof(seg), "{\"id\":%u,\"kind\"", ti->segment_id);
+		if (!strstr(js, "\"scope\":\"own\"") || strstr(js, seg) ||
+		    strstr(js, "\"uid\":0,\"attachments\""))
+			return 31;
+	}
 	return ping(sock) == 0 ? 0 : 29;
 }
 
@@ -1753,11 +1768,22 @@ static void test_other_uid_reads(void **state)
 	r = run_as_uid(65534, other_uid_child, &ti);
 	assert_int_equal(chmod(g.sock, st.st_mode & 07777), 0);
 	print_message("  uid 65534 on the good segment: %s (exit %d)\n",
-		      r == 0 ? "HEAT_QUERY -EACCES, DETACH/ZAP_DONE ignored, 3 CONTROLs -EPERM" : "FAILED",
+		      r == 0 ? "HEAT_QUERY -EACCES, DETACH/ZAP_DONE ignored, 3 CONTROLs -EPERM, status "
+			       "without root's clients and segments" : "FAILED",
 		      r);
 	assert_int_equal(r, 0);
 	counted(6, 6);
 	assert_int_equal(status_stat(g.sock, "zap_acks_stale"), stale0 + 1);
+	/* Root's status has them all. */
+	{
+		static char js[65536];
+		char seg[64];
+
+		assert_true(status_fetch(g.sock, js, sizeof(js)) > 0);
+		snprintf(seg, sizeof(seg), "{\"id\":%u,\"kind\"", ti.segment_id);
+		assert_non_null(strstr(js, "\"scope\":\"all\""));
+		assert_non_null(strstr(js, seg));
+	}
 	finish();
 }
 
