@@ -225,20 +225,7 @@ static int hello(int sock)
 /* PING → PONG with the same token: 0 or a negative errno. */
 static int ping(int sock)
 {
-	struct tierd_msg_ping p = { .token = 0x1234567890abcdefull };
-	ssize_t n;
-	int r;
-
-	proto_init(&p.hdr, TIERD_MSG_PING, sizeof(p), 77);
-	r = proto_send(sock, &p, sizeof(p), NULL, 0);
-	if (r < 0)
-		return r;
-	n = recv_msg(sock, REPLY_MS);
-	if (n <= 0)
-		return n == 0 ? -ECONNRESET : (int)n;
-	if (msg_type() != TIERD_MSG_PONG || ((struct tierd_msg_ping *)rbuf)->token != p.token)
-		return -EPROTO;
-	return 0;
+	return raw_ping(sock, rbuf, sizeof(rbuf), REPLY_MS);
 }
 
 /* ATTACH → ATTACHED: 0 with *rep filled, or a negative errno when no ATTACHED came. */

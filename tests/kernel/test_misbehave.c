@@ -93,18 +93,7 @@ static int hello(int sock)
 
 static int ping(int sock)
 {
-	struct tierd_msg_ping p = { .token = 42 };
-	ssize_t n;
-	int r;
-
-	proto_init(&p.hdr, TIERD_MSG_PING, sizeof(p), 7);
-	r = proto_send(sock, &p, sizeof(p), NULL, 0);
-	if (r < 0)
-		return r;
-	n = recv_pkt(sock, REPLY_MS, 0);
-	if (n <= 0)
-		return n == 0 ? -ECONNRESET : (int)n;
-	return msg_type() == TIERD_MSG_PONG ? 0 : -EPROTO;
+	return raw_ping(sock, rbuf, sizeof(rbuf), REPLY_MS);
 }
 
 /* A uffd of the calling process able to track shmem: the fd or a negative errno. */

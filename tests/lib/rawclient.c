@@ -59,3 +59,22 @@ int raw_hello(int sock, uint32_t flags, void *buf, size_t len, unsigned timeout_
 		return n == 0 ? -ECONNRESET : (int)n;
 	return ((const struct tierd_msg_hdr *)buf)->type == TIERD_MSG_WELCOME ? 0 : -EPROTO;
 }
+
+int raw_ping(int sock, void *buf, size_t len, unsigned timeout_ms)
+{
+	struct tierd_msg_ping p = { .token = 0x1234567890abcdefull };
+	ssize_t n;
+	int r;
+
+	proto_init(&p.hdr, TIERD_MSG_PING, sizeof(p), 77);
+	r = proto_send(sock, &p, sizeof(p), NULL, 0);
+	if (r < 0)
+		return r;
+	n = raw_recv(sock, buf, len, timeout_ms, 0);
+	if (n <= 0)
+		return n == 0 ? -ECONNRESET : (int)n;
+	if (((const struct tierd_msg_hdr *)buf)->type != TIERD_MSG_PONG ||
+	    (size_t)n < sizeof(p) || ((const struct tierd_msg_ping *)buf)->token != p.token)
+		return -EPROTO;
+	return 0;
+}

@@ -25,4 +25,8 @@ int raw_send_hello(int sock, uint32_t flags);
  * reply, -ECONNRESET at EOF). */
 int raw_hello(int sock, uint32_t flags, void *buf, size_t len, unsigned timeout_ms);
 
+/* PING, then a PONG carrying the same token into buf within timeout_ms (ZAPs on the way are
+ * dropped): 0, or a negative errno (-EPROTO for another reply or token, -ECONNRESET at EOF). */
+int raw_ping(int sock, void *buf, size_t len, unsigned timeout_ms);
+
 #endif
